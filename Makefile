@@ -1,0 +1,104 @@
+# udpweave — thin top-level Makefile: everything is built into $(B)/.
+#
+#   make            build/libudpweave.so and the test/bench tools
+#   make test       install missing Debian packages (as root), unit + integration tests
+#   make unit       CMocka unit tests only
+#   make integration pytest integration tests only
+#   make asan|tsan  build with a sanitizer into build-asan/ or build-tsan/ and run the suites
+#   make bench      side-by-side benchmarks (root: network namespaces)
+#   make demo       the README's demo
+
+B        ?= build
+CC       ?= gcc
+OPT      ?= -O2
+SAN      ?=
+CFLAGS   ?=
+WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+BASE     := -std=gnu11 -g $(OPT) $(WARN) $(SAN) -D_GNU_SOURCE -Iinclude -Icore -Ibackend -Ipreload
+LIBFLAGS := $(BASE) -fPIC -fvisibility=hidden -pthread
+PYTEST   ?= pytest-3
+
+CORE_SRC    := core/config.c core/fdtable.c core/queue.c core/batch.c core/sched.c core/stats.c core/log.c
+BACKEND_SRC := backend/registry.c backend/common.c backend/mmsg.c backend/passthrough.c backend/route.c
+PRELOAD_SRC := preload/symbols.c preload/fd.c preload/send.c preload/process.c
+LIB_SRC     := $(CORE_SRC) $(BACKEND_SRC) $(PRELOAD_SRC)
+LIB_OBJ     := $(LIB_SRC:%.c=$(B)/obj/%.o)
+HEADERS     := $(wildcard include/*.h core/*.h backend/*.h preload/*.h preload/*.def)
+
+UNIT_SRC    := $(wildcard tests/unit/test_*.c)
+UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/unit/%)
+TOOL_SRC    := $(wildcard tests/tools/*.c)
+TOOL_BIN    := $(TOOL_SRC:tests/tools/%.c=$(B)/tests/%)
+TOOL_SO_SRC := $(wildcard tests/tools/lib*.c)
+BENCH_SRC   := $(wildcard bench/*.c)
+BENCH_BIN   := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
+
+.PHONY: all lib tools unit integration test deps asan tsan bench demo clean
+
+all: lib tools
+
+lib: $(B)/libudpweave.so
+tools: $(filter-out $(B)/tests/lib%,$(TOOL_BIN)) $(TOOL_SO_SRC:tests/tools/%.c=$(B)/tests/%.so) $(BENCH_BIN)
+
+$(B)/obj/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LIBFLAGS) $(CFLAGS) -c $< -o $@
+
+# The export map comes from the same X-macro list as the real.* table.
+$(B)/libudpweave.map: preload/exports.map.in preload/syscalls.def
+	@mkdir -p $(B)
+	$(CC) -E -P -x c -Ipreload $< -o $@
+
+$(B)/libudpweave.so: $(LIB_OBJ) $(B)/libudpweave.map
+	$(CC) -shared $(SAN) -pthread -Wl,--version-script=$(B)/libudpweave.map -Wl,-z,defs \
+		-o $@ $(LIB_OBJ) -ldl
+
+# Test tools: one C file each (a shared object when the name starts with lib).
+$(B)/tests/lib%.so: tests/tools/lib%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) -fPIC -shared -pthread $(CFLAGS) $< -o $@
+
+$(B)/tests/%: tests/tools/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) -pthread $(CFLAGS) $< -o $@
+
+$(B)/bench/%: bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) -pthread $(CFLAGS) $< -o $@ -lm
+
+# Unit tests link the core and backends directly (no preload), fake clock and
+# backend; mmsg tests wrap sendmmsg at link time.
+UNIT_LIB := $(CORE_SRC) $(BACKEND_SRC)
+$(B)/tests/unit/test_%: tests/unit/test_%.c tests/unit/helpers.h $(UNIT_LIB) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) -pthread $(CFLAGS) $(shell sed -n 's|^/\* ldflags: \(.*\) \*/$$|\1|p' $<) \
+		$< $(UNIT_LIB) -o $@ -lcmocka -ldl
+
+deps:
+	@bash scripts/deps.sh
+
+unit: $(UNIT_BIN)
+	@bash scripts/run-unit.sh $(UNIT_BIN)
+
+integration: all
+	cd tests/integration && UDPWEAVE_BUILD=$(abspath $(B)) $(PYTEST) -q -ra $(PYTEST_ARGS)
+
+test: deps
+	$(MAKE) all
+	$(MAKE) unit
+	$(MAKE) integration
+
+asan:
+	$(MAKE) B=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" unit integration
+
+tsan:
+	$(MAKE) B=build-tsan OPT=-O1 SAN="-fsanitize=thread" unit integration
+
+bench: deps all
+	/usr/bin/python3 bench/run_bench.py --build $(abspath $(B)) $(BENCH_ARGS)
+
+demo: deps all
+	bash scripts/demo.sh $(abspath $(B))
+
+clean:
+	rm -rf build build-asan build-tsan

@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The error policy every backend shares (design §3.5): transient refusals
+ * are retried, a refused GSO run is resent as plain datagrams, and an
+ * error the kernel reports for the socket (ICMP, routing, firewall) is kept
+ * for the application's next send. Such an error may have been the
+ * socket's pending one, consumed by this very send: the message is tried
+ * once more, and dropped only if the kernel refuses it again, as it would
+ * have refused the application.
+ */
+#include <errno.h>
+#include <time.h>
+
+#include "backend.h"
+
+#define UW_AGAIN_POLL_MS	100u
+#define UW_AGAIN_MAX_MS		10000u	/* a socket that stays full this long */
+#define UW_NOBUFS_MAX		400u	/* ~2 s of growing back-off */
+
+static void note_async_error(struct uw_backend *be, struct uw_sock *s, int err)
+{
+	int none = 0;
+
+	uw_stat_add(&be->stats->async_errors, 1);
+	atomic_compare_exchange_strong(&s->pending_err, &none, err);
+}
+
+static void backoff(struct uw_backend *be, unsigned int k)
+{
+	unsigned int us = 50u << (k < 8 ? k : 8);
+	struct timespec ts = { 0, (long)(us > 10000 ? 10000 : us) * 1000 };
+
+	be->sys->nanosleep(&ts, NULL);
+}
+
+enum uw_be_action uw_be_on_error(struct uw_backend *be, struct uw_retry *rs,
+				 struct uw_sock *s, int fd, int err, bool gso)
+{
+	switch (err) {
+	case EINTR:
+		return UW_BE_RETRY;
+	case EAGAIN:
+		if (rs->again_ms < UW_AGAIN_MAX_MS) {
+			struct pollfd p = { .fd = fd, .events = POLLOUT };
+
+			be->sys->poll(&p, 1, (int)UW_AGAIN_POLL_MS);
+			rs->again_ms += UW_AGAIN_POLL_MS;
+			uw_stat_add(&be->stats->retries, 1);
+			return UW_BE_RETRY;
+		}
+		break;
+	case ENOBUFS:
+	case ENOMEM:
+		if (rs->nobufs < UW_NOBUFS_MAX) {
+			backoff(be, rs->nobufs++);
+			uw_stat_add(&be->stats->retries, 1);
+			return UW_BE_RETRY;
+		}
+		break;
+	case EIO:
+	case EINVAL:
+		if (gso) {
+			if (!(uw_sock_flags(s) & UW_SOCK_NO_GSO))
+				uw_info("fd %d: the kernel refused UDP GSO (error %d); "
+					"plain datagrams from now on", fd, err);
+			uw_sock_set(s, UW_SOCK_NO_GSO);
+			uw_stat_add(&be->stats->fallbacks_gso, 1);
+			return UW_BE_UNGSO;
+		}
+		break;
+	case EMSGSIZE:
+		if (gso) {
+			uw_stat_add(&be->stats->gso_split_mtu, 1);
+			return UW_BE_UNGSO;
+		}
+		break;
+	}
+	note_async_error(be, s, err);
+	if (!rs->async_retried) {
+		rs->async_retried = true;
+		uw_stat_add(&be->stats->retries, 1);
+		return UW_BE_RETRY;
+	}
+	return UW_BE_DROP;
+}
+
+void uw_be_drop(struct uw_run *r, const struct iovec *iov, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		r->dropped++;
+		r->dropped_bytes += (uint32_t)iov[i].iov_len;
+	}
+}

@@ -1,0 +1,169 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The batch builder: turns the flows of a detached stage into messages.
+ *
+ * Consecutive equal-length datagrams of one flow become one GSO run (the
+ * last may be shorter), capped at UW_GSO_MAX_SEGS segments and
+ * UW_GSO_MAX_BYTES bytes, and never with a segment larger than the path
+ * carries. Runs are grouped by socket (one group = what one sendmmsg can
+ * carry) and, inside a group, taken from the flows round-robin so that no
+ * destination gets its whole backlog in one burst.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "uw.h"
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+	size_t n = *cap ? *cap : 64;
+	void *q;
+
+	if (need <= *cap)
+		return 0;
+	while (n < need)
+		n *= 2;
+	q = realloc(*p, n * elem);
+	if (!q)
+		return -ENOMEM;
+	*p = q;
+	*cap = n;
+	return 0;
+}
+
+void uw_scratch_free(struct uw_scratch *sc)
+{
+	free(sc->runs);
+	free(sc->iov);
+	free(sc->groups);
+	free(sc->flows);
+	memset(sc, 0, sizeof(*sc));
+}
+
+static uint32_t flow_max_segment(struct uw_backend *be, struct uw_flow *f)
+{
+	if (uw_sock_flags(f->sock) & UW_SOCK_NO_GSO)
+		return 0;
+	if (!be->ops->max_segment)
+		return 0;
+	return be->ops->max_segment(be, f->sock, &f->dest);
+}
+
+/* May the run r (segments of seg bytes so far) take datagram d next? */
+static bool run_takes(const struct uw_run *r, uint32_t seg, uint32_t max_seg,
+		      const struct uw_dgram *d)
+{
+	if (!d || seg == 0 || seg > max_seg)
+		return false;
+	if (r->iov[r->nseg - 1].iov_len < seg)	/* the shorter tail came */
+		return false;
+	if (d->len > seg || d->len == 0)
+		return false;
+	return r->nseg < UW_GSO_MAX_SEGS && r->bytes + d->len <= UW_GSO_MAX_BYTES;
+}
+
+/* Cut the next run off the front of f. */
+static void cut_run(struct uw_flow *f, uint32_t max_seg, struct uw_run *r, struct iovec *iov)
+{
+	struct uw_dgram *d = f->head;
+	uint32_t seg = d->len;
+
+	r->sock = f->sock;
+	r->dest = &f->dest;
+	r->iov = iov;
+	r->seg_size = seg;
+	r->nseg = 0;
+	r->bytes = 0;
+	r->dropped = 0;
+	r->dropped_bytes = 0;
+	for (;;) {
+		iov[r->nseg].iov_base = d->data;
+		iov[r->nseg].iov_len = d->len;
+		r->nseg++;
+		r->bytes += d->len;
+		d = d->next;
+		if (!run_takes(r, seg, max_seg, d))
+			break;
+	}
+	f->head = d;
+}
+
+int uw_batch_build(struct uw_scratch *sc, struct uw_stage *st, struct uw_backend *be,
+		   struct uw_batch *b)
+{
+	struct uw_flow *f;
+	size_t ngroups = 0, nruns = 0, niov = 0;
+	uint32_t gen = ++sc->gen;
+
+	memset(b, 0, sizeof(*b));
+	if (!st->ndgrams)
+		return 0;
+	if (grow((void **)&sc->runs, &sc->runs_cap, st->ndgrams, sizeof(*sc->runs)) ||
+	    grow((void **)&sc->iov, &sc->iov_cap, st->ndgrams, sizeof(*sc->iov)) ||
+	    grow((void **)&sc->flows, &sc->flows_cap, st->nflows, sizeof(*sc->flows)) ||
+	    grow((void **)&sc->groups, &sc->groups_cap, st->nflows, sizeof(*sc->groups)))
+		return -ENOMEM;
+
+	/* Groups in order of first appearance; count flows per group. */
+	for (f = st->flows; f; f = f->next) {
+		struct uw_sock *s = f->sock;
+
+		if (s->batch_gen != gen) {
+			s->batch_gen = gen;
+			s->batch_group = (uint32_t)ngroups;
+			sc->groups[ngroups].sock = s;
+			sc->groups[ngroups].nruns = 0;	/* flows, for now */
+			ngroups++;
+		}
+		sc->groups[s->batch_group].nruns++;
+	}
+	/* Counting sort of the flows by group (stable). */
+	for (size_t g = 0, at = 0; g < ngroups; g++) {
+		size_t n = sc->groups[g].nruns;
+
+		sc->groups[g].nruns = at;	/* start offset, for now */
+		at += n;
+	}
+	for (f = st->flows; f; f = f->next)
+		sc->flows[sc->groups[f->sock->batch_group].nruns++] = f;
+
+	/* Round-robin over the flows of each group. */
+	for (size_t g = 0, first = 0; g < ngroups; g++) {
+		size_t last = sc->groups[g].nruns, run0 = nruns;
+		struct uw_flow **fl = sc->flows + first;
+		size_t nfl = last - first, live = nfl;
+		uint32_t maxseg[64];
+		uint32_t *ms = nfl <= UW_ARRAY_SIZE(maxseg) ? maxseg : calloc(nfl, sizeof(*ms));
+
+		if (!ms)
+			return -ENOMEM;
+		for (size_t i = 0; i < nfl; i++)
+			ms[i] = flow_max_segment(be, fl[i]);
+		while (live) {
+			live = 0;
+			for (size_t i = 0; i < nfl; i++) {
+				struct uw_run *r;
+
+				if (!fl[i]->head)
+					continue;
+				r = &sc->runs[nruns++];
+				cut_run(fl[i], ms[i], r, sc->iov + niov);
+				niov += r->nseg;
+				b->datagrams += r->nseg;
+				b->bytes += r->bytes;
+				live += fl[i]->head != NULL;
+			}
+		}
+		if (ms != maxseg)
+			free(ms);
+		sc->groups[g].runs = sc->runs + run0;
+		sc->groups[g].nruns = nruns - run0;
+		first = last;
+	}
+	b->groups = sc->groups;
+	b->ngroups = ngroups;
+	b->runs = sc->runs;
+	b->nruns = nruns;
+	return 0;
+}

@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: MIT */
+/* UDPWEAVE_* configuration: read once, every bad value named in one line. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "uw.h"
+
+#define UW_ENV_PREFIX "UDPWEAVE_"
+
+void uw_config_defaults(struct uw_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	strcpy(cfg->backend, "mmsg");
+	cfg->max_delay_us = 2000;
+	cfg->arena_kb = 4096;
+	cfg->log_level = UW_LOG_WARN;
+}
+
+static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v < lo || v > hi)
+		return -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int parse_level(const char *s, enum uw_log_level *out)
+{
+	static const char *const names[] = { "error", "warn", "info", "debug" };
+
+	for (size_t i = 0; i < UW_ARRAY_SIZE(names); i++) {
+		if (!strcmp(s, names[i])) {
+			*out = (enum uw_log_level)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+static int parse_backend(const char *s, char *out, size_t outlen)
+{
+	if (!uw_backend_find(s))
+		return -EINVAL;
+	snprintf(out, outlen, "%s", s);
+	return 0;
+}
+
+static int parse_stats(const char *s, char *out, size_t outlen)
+{
+	if (!*s || strlen(s) >= outlen)
+		return -EINVAL;
+	strcpy(out, s);
+	return 0;
+}
+
+struct uw_var {
+	const char *name;
+	const char *expect;
+};
+
+static const struct uw_var uw_vars[] = {
+	{ "BACKEND",      "one of mmsg, passthrough" },
+	{ "MAX_DELAY_US", "microseconds, 0..10000000" },
+	{ "INTERVAL_US",  "microseconds, 1..10000000" },
+	{ "ARENA_KB",     "kilobytes, 256..1048576" },
+	{ "RULES",        "destination rules (not supported by this version)" },
+	{ "STATS",        "a file path or 'stderr'" },
+	{ "LOG",          "one of error, warn, info, debug" },
+	{ "DISABLE",      "0 or 1" },
+};
+
+static int apply(struct uw_config *cfg, size_t var, const char *v)
+{
+	uint32_t u;
+
+	switch (var) {
+	case 0: return parse_backend(v, cfg->backend, sizeof(cfg->backend));
+	case 1: return parse_u32(v, 0, 10000000, &cfg->max_delay_us);
+	case 2: return parse_u32(v, 1, 10000000, &cfg->interval_us);
+	case 3: return parse_u32(v, 256, 1048576, &cfg->arena_kb);
+	case 4: return *v ? -EINVAL : 0;
+	case 5: return parse_stats(v, cfg->stats_path, sizeof(cfg->stats_path));
+	case 6: return parse_level(v, &cfg->log_level);
+	case 7:
+		if (parse_u32(v, 0, 1, &u))
+			return -EINVAL;
+		cfg->disabled = u;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static int find_var(const char *name, size_t namelen)
+{
+	for (size_t i = 0; i < UW_ARRAY_SIZE(uw_vars); i++)
+		if (strlen(uw_vars[i].name) == namelen &&
+		    !memcmp(uw_vars[i].name, name, namelen))
+			return (int)i;
+	return -1;
+}
+
+int uw_config_parse(struct uw_config *cfg, char *const *env, char *msg, size_t msglen)
+{
+	const size_t plen = strlen(UW_ENV_PREFIX);
+
+	uw_config_defaults(cfg);
+	if (msglen)
+		msg[0] = '\0';
+	for (; env && *env; env++) {
+		const char *e = *env, *eq = strchr(e, '=');
+		int var;
+
+		if (strncmp(e, UW_ENV_PREFIX, plen) || !eq)
+			continue;
+		var = find_var(e + plen, (size_t)(eq - e) - plen);
+		if (var < 0) {
+			snprintf(msg, msglen, "unknown variable %.*s ignored",
+				 (int)(eq - e), e);
+			continue;
+		}
+		if (apply(cfg, (size_t)var, eq + 1)) {
+			snprintf(msg, msglen,
+				 "%s" "%s=%.64s: expected %s; running in passthrough (every send goes straight to the kernel)",
+				 UW_ENV_PREFIX, uw_vars[var].name, eq + 1, uw_vars[var].expect);
+			goto bad;
+		}
+	}
+	return 0;
+bad:
+	uw_config_defaults(cfg);
+	cfg->passthrough = true;
+	return -EINVAL;
+}

@@ -1,0 +1,461 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The queue: two staging arenas ("stages"). Application threads copy their
+ * datagrams into the active stage under qlock; a flush swaps the stages
+ * under qlock and sends the detached one with no qlock held, so senders go
+ * on queueing while the kernel works. flock makes flushes one at a time,
+ * which keeps every flow in order (a flush only starts when the previous
+ * one is complete, and the other stage is then empty).
+ *
+ * Lock order: flock, then qlock, then the fdtable lock. Application threads
+ * never hold a lock when they return, and hold none across a cancellation
+ * point: cancellation is disabled while the library works for them.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "uw.h"
+
+/* ---- addresses ---------------------------------------------------------- */
+
+void uw_addr_from_sockaddr(struct uw_addr *a, const struct sockaddr *sa, socklen_t len)
+{
+	memset(a, 0, sizeof(*a));
+	if (!sa)
+		return;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)sa;
+
+		a->len = sizeof(a->u.in);
+		a->u.in.sin_family = AF_INET;
+		a->u.in.sin_port = in->sin_port;
+		a->u.in.sin_addr = in->sin_addr;
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+
+		a->len = sizeof(a->u.in6);
+		a->u.in6.sin6_family = AF_INET6;
+		a->u.in6.sin6_port = in6->sin6_port;
+		a->u.in6.sin6_flowinfo = in6->sin6_flowinfo;
+		a->u.in6.sin6_addr = in6->sin6_addr;
+		if (len >= sizeof(*in6))
+			a->u.in6.sin6_scope_id = in6->sin6_scope_id;
+	}
+}
+
+bool uw_addr_equal(const struct uw_addr *a, const struct uw_addr *b)
+{
+	return a->len == b->len && !memcmp(&a->u, &b->u, a->len);
+}
+
+uint32_t uw_addr_hash(const struct uw_addr *a)
+{
+	uint32_t h = 2166136261u;
+	const unsigned char *p = (const unsigned char *)&a->u;
+
+	for (socklen_t i = 0; i < a->len; i++)
+		h = (h ^ p[i]) * 16777619u;
+	return h;
+}
+
+/* ---- stages ------------------------------------------------------------- */
+
+int uw_stage_init(struct uw_stage *st, size_t size)
+{
+	memset(st, 0, sizeof(*st));
+	st->base = malloc(size);
+	if (!st->base)
+		return -ENOMEM;
+	st->size = size;
+	return 0;
+}
+
+void uw_stage_free(struct uw_stage *st)
+{
+	free(st->base);
+	memset(st, 0, sizeof(*st));
+}
+
+void uw_stage_reset(struct uw_stage *st)
+{
+	for (struct uw_flow *f = st->flows; f; f = f->next)
+		st->bucket[f->bucket] = NULL;
+	st->used = 0;
+	st->ndgrams = 0;
+	st->nbytes = 0;
+	st->oldest_ns = 0;
+	st->flows = st->flows_tail = NULL;
+	st->nflows = 0;
+}
+
+static struct uw_flow *stage_find(struct uw_stage *st, uint32_t bucket, struct uw_sock *s,
+				  const struct uw_addr *dest)
+{
+	for (struct uw_flow *f = st->bucket[bucket]; f; f = f->hash_next)
+		if (f->sock == s && uw_addr_equal(&f->dest, dest))
+			return f;
+	return NULL;
+}
+
+int uw_stage_add(struct uw_stage *st, struct uw_sock *s, const struct uw_addr *dest,
+		 const struct iovec *iov, size_t iovlen, size_t len, uint64_t now_ns)
+{
+	uint32_t bucket = (uw_addr_hash(dest) ^ (uint32_t)((uintptr_t)s >> 4)) %
+			  UW_FLOW_BUCKETS;
+	struct uw_flow *f = stage_find(st, bucket, s, dest);
+	size_t need = sizeof(struct uw_dgram) + UW_ALIGN8(len);
+	struct uw_dgram *d;
+	unsigned char *p;
+
+	if (!f)
+		need += UW_ALIGN8(sizeof(*f));
+	if (st->used + need > st->size)
+		return -ENOSPC;
+	if (!f) {
+		f = (struct uw_flow *)(st->base + st->used);
+		st->used += UW_ALIGN8(sizeof(*f));
+		memset(f, 0, sizeof(*f));
+		f->sock = s;
+		f->dest = *dest;
+		f->bucket = bucket;
+		f->hash_next = st->bucket[bucket];
+		st->bucket[bucket] = f;
+		if (st->flows_tail)
+			st->flows_tail->next = f;
+		else
+			st->flows = f;
+		st->flows_tail = f;
+		st->nflows++;
+	}
+	d = (struct uw_dgram *)(st->base + st->used);
+	st->used += sizeof(*d) + UW_ALIGN8(len);
+	d->next = NULL;
+	d->len = (uint32_t)len;
+	d->t_ns = now_ns;
+	for (size_t i = 0, p_off = 0; i < iovlen; i++) {
+		p = d->data + p_off;
+		if (iov[i].iov_len)
+			memcpy(p, iov[i].iov_base, iov[i].iov_len);
+		p_off += iov[i].iov_len;
+	}
+	if (f->tail)
+		f->tail->next = d;
+	else
+		f->head = d;
+	f->tail = d;
+	f->count++;
+	if (!st->ndgrams)
+		st->oldest_ns = now_ns;
+	st->ndgrams++;
+	st->nbytes += len;
+	return 0;
+}
+
+/* ---- what can be queued -------------------------------------------------- */
+
+static bool is_v4_mapped(const struct in6_addr *a)
+{
+	return IN6_IS_ADDR_V4MAPPED(a);
+}
+
+/* A plain datagram to a well-formed destination. Anything else (odd flags,
+ * control data, bad addresses, oversize) goes to the kernel as it is, so
+ * that the application sees exactly the kernel's errno. */
+bool uw_msg_queueable(const struct uw_sock *s, const struct uw_msg *m)
+{
+	uint32_t flags = atomic_load_explicit(&((struct uw_sock *)s)->flags,
+					      memory_order_relaxed);
+	size_t max = s->family == AF_INET ? UW_MAX_PAYLOAD_V4 : UW_MAX_PAYLOAD_V6;
+
+	if (flags & UW_SOCK_BYPASS)
+		return false;
+	if (m->flags & ~(MSG_DONTWAIT | MSG_NOSIGNAL))
+		return false;
+	if (m->len > max || m->iovlen > UW_UIO_MAXIOV || (m->iovlen && !m->iov))
+		return false;
+	for (size_t i = 0; i < m->iovlen; i++)
+		if (!m->iov[i].iov_base && m->iov[i].iov_len)
+			return false;
+	if (!m->name)
+		return flags & UW_SOCK_CONNECTED;
+	if (m->name->sa_family != s->family)
+		return false;
+	if (s->family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)m->name;
+
+		return m->namelen >= sizeof(*in) && in->sin_port &&
+		       in->sin_addr.s_addr != htonl(INADDR_BROADCAST);
+	} else {
+		const struct sockaddr_in6 *in6 = (const void *)m->name;
+
+		/* 24: the RFC 2133 size without sin6_scope_id, which the
+		 * kernel accepts too. */
+		return m->namelen >= 24 && in6->sin6_port &&
+		       !is_v4_mapped(&in6->sin6_addr);
+	}
+}
+
+/* ---- the core ------------------------------------------------------------ */
+
+int uw_core_init(struct uw_core *c, const struct uw_config *cfg, const struct uw_sys *sys)
+{
+	const struct uw_backend_ops *ops;
+	pthread_condattr_t ca;
+	size_t half = (size_t)cfg->arena_kb * 1024 / 2;
+	uint64_t delay = (uint64_t)cfg->max_delay_us * UW_NSEC_PER_USEC;
+	int err;
+
+	memset(c, 0, sizeof(*c));
+	c->cfg = *cfg;
+	c->sys = sys;
+	ops = uw_backend_find(cfg->backend);
+	if (!ops)
+		return -EINVAL;
+	/* Wake a little before the deadline: the flush itself takes time. */
+	c->slack_ns = delay / 10 < 100000 ? delay / 10 : 100000;
+	pthread_mutex_init(&c->qlock, NULL);
+	pthread_mutex_init(&c->flock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->wake, &ca);
+	pthread_condattr_destroy(&ca);
+	err = uw_stage_init(&c->stage[0], half);
+	if (!err)
+		err = uw_stage_init(&c->stage[1], half);
+	if (err)
+		goto fail;
+	c->be.ops = ops;
+	c->be.sys = sys;
+	c->be.stats = &c->stats;
+	err = ops->open(&c->be, cfg);
+	if (err)
+		goto fail;
+	return 0;
+fail:
+	uw_stage_free(&c->stage[0]);
+	uw_stage_free(&c->stage[1]);
+	return err;
+}
+
+void uw_core_destroy(struct uw_core *c)
+{
+	uw_core_stop_flusher(c);
+	if (c->be.ops && c->be.ops->close)
+		c->be.ops->close(&c->be);
+	uw_stage_free(&c->stage[0]);
+	uw_stage_free(&c->stage[1]);
+	uw_scratch_free(&c->scratch);
+}
+
+static void account_runs(struct uw_core *c, struct uw_batch *b)
+{
+	struct uw_stats *st = &c->stats;
+
+	for (size_t i = 0; i < b->nruns; i++) {
+		struct uw_run *r = &b->runs[i];
+
+		uw_stat_add(&st->datagrams_dropped, r->dropped);
+		uw_stat_add(&st->datagrams_out, r->nseg - r->dropped);
+		uw_stat_add(&st->bytes_out, r->bytes - r->dropped_bytes);
+	}
+}
+
+/* Without memory for a batch, send datagram by datagram: never drop. */
+static void flush_stage_slowly(struct uw_core *c, struct uw_stage *stg)
+{
+	struct uw_backend pt = c->be;
+
+	pt.ops = &uw_backend_passthrough;
+	for (struct uw_flow *f = stg->flows; f; f = f->next) {
+		for (struct uw_dgram *d = f->head; d; d = d->next) {
+			struct iovec iov = { d->data, d->len };
+			struct uw_run r = { f->sock, &f->dest, &iov, 1, d->len, d->len, 0, 0 };
+			struct uw_group g = { f->sock, &r, 1 };
+			struct uw_batch b = { &g, 1, &r, 1, 1, d->len };
+
+			pt.ops->send_batch(&pt, &b);
+			account_runs(c, &b);
+		}
+	}
+}
+
+static void flush_stage(struct uw_core *c, struct uw_stage *stg, enum uw_flush_reason why)
+{
+	struct uw_batch b;
+	uint64_t now = c->sys->now_ns();
+
+	uw_stat_add(&c->stats.flushes[why], 1);
+	uw_stat_add(&c->stats.batches, 1);
+	uw_stat_max(&c->stats.max_queue_delay_ns, now - stg->oldest_ns);
+	uw_stat_max(&c->stats.arena_high_water, stg->used);
+	if (uw_batch_build(&c->scratch, stg, &c->be, &b)) {
+		uw_warn("out of memory building a batch; sending datagram by datagram");
+		flush_stage_slowly(c, stg);
+		return;
+	}
+	for (size_t i = 0; i < b.nruns; i++) {
+		if (b.runs[i].nseg > 1) {
+			uw_stat_add(&c->stats.gso_runs, 1);
+			uw_stat_add(&c->stats.gso_segments, b.runs[i].nseg);
+			uw_stat_max(&c->stats.segments_max, b.runs[i].nseg);
+		}
+	}
+	uw_stat_add(&c->stats.messages, b.nruns);
+	c->be.ops->send_batch(&c->be, &b);
+	account_runs(c, &b);
+}
+
+long uw_core_flush(struct uw_core *c, enum uw_flush_reason why)
+{
+	struct uw_stage *stg;
+	long n;
+	int cs;
+
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
+	pthread_mutex_lock(&c->flock);
+	pthread_mutex_lock(&c->qlock);
+	stg = &c->stage[c->active];
+	n = stg->ndgrams;
+	if (n)
+		c->active ^= 1;
+	pthread_mutex_unlock(&c->qlock);
+	if (n) {
+		flush_stage(c, stg, why);
+		pthread_mutex_lock(&c->qlock);
+		for (struct uw_flow *f = stg->flows; f; f = f->next)
+			f->sock->queued -= f->count;
+		pthread_mutex_unlock(&c->qlock);
+		uw_stage_reset(stg);
+	}
+	pthread_mutex_unlock(&c->flock);
+	pthread_setcancelstate(cs, NULL);
+	return n;
+}
+
+void uw_core_flush_sock(struct uw_core *c, struct uw_sock *s, enum uw_flush_reason why)
+{
+	uint32_t q;
+	int cs;
+
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
+	pthread_mutex_lock(&c->qlock);
+	q = s->queued;
+	pthread_mutex_unlock(&c->qlock);
+	if (q)
+		uw_core_flush(c, why);
+	pthread_setcancelstate(cs, NULL);
+}
+
+/* A socket the kernel never bound gets its ephemeral port now, as its first
+ * send would have done: getsockname() must show it right after send(). */
+static void ensure_bound(struct uw_core *c, struct uw_sock *s)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int port = 0;
+
+	if (c->sys->getsockname(s->fd, (struct sockaddr *)&ss, &len) == 0) {
+		if (ss.ss_family == AF_INET)
+			port = ((struct sockaddr_in *)&ss)->sin_port;
+		else if (ss.ss_family == AF_INET6)
+			port = ((struct sockaddr_in6 *)&ss)->sin6_port;
+		if (!port) {
+			memset(&ss, 0, sizeof(ss));
+			ss.ss_family = (sa_family_t)s->family;
+			len = s->family == AF_INET ? sizeof(struct sockaddr_in)
+						   : sizeof(struct sockaddr_in6);
+			c->sys->bind(s->fd, (struct sockaddr *)&ss, len);
+		}
+	}
+	/* Even if this failed, the flush's send binds the socket. */
+	uw_sock_set(s, UW_SOCK_BOUND);
+}
+
+ssize_t uw_core_send(struct uw_core *c, struct uw_sock *s, const struct uw_msg *m)
+{
+	struct uw_addr dest;
+	struct uw_stage *stg;
+	bool was_empty;
+	int err, cs;
+
+	if (!uw_msg_queueable(s, m)) {
+		uw_core_flush_sock(c, s, UW_FLUSH_BARRIER);
+		uw_stat_add(&c->stats.passthrough_calls, 1);
+		return UW_PASS;
+	}
+	err = atomic_exchange_explicit(&s->pending_err, 0, memory_order_relaxed);
+	if (err)
+		return -err;
+	if (!(uw_sock_flags(s) & UW_SOCK_BOUND))
+		ensure_bound(c, s);
+	uw_addr_from_sockaddr(&dest, m->name, m->namelen);
+
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
+	pthread_mutex_lock(&c->qlock);
+	for (;;) {
+		stg = &c->stage[c->active];
+		was_empty = !stg->ndgrams;
+		err = uw_stage_add(stg, s, &dest, m->iov, m->iovlen, m->len, c->sys->now_ns());
+		if (err != -ENOSPC)
+			break;
+		pthread_mutex_unlock(&c->qlock);
+		uw_core_flush(c, UW_FLUSH_ARENA_FULL);
+		pthread_mutex_lock(&c->qlock);
+	}
+	s->queued++;
+	uw_stat_add(&c->stats.datagrams_in, 1);
+	uw_stat_add(&c->stats.bytes_in, m->len);
+	if (!c->flusher_running && !c->flusher_failed)
+		uw_core_start_flusher(c);
+	if (was_empty && c->flusher_idle)
+		pthread_cond_signal(&c->wake);
+	pthread_mutex_unlock(&c->qlock);
+	if (c->flusher_failed)
+		uw_core_flush(c, UW_FLUSH_DEADLINE);
+	pthread_setcancelstate(cs, NULL);
+	return (ssize_t)m->len;
+}
+
+/* ---- fork ---------------------------------------------------------------- */
+
+void uw_core_fork_prepare(struct uw_core *c)
+{
+	pthread_mutex_lock(&c->flock);
+	pthread_mutex_lock(&c->qlock);
+	pthread_mutex_lock(&c->fds.lock);
+}
+
+void uw_core_fork_parent(struct uw_core *c)
+{
+	pthread_mutex_unlock(&c->fds.lock);
+	pthread_mutex_unlock(&c->qlock);
+	pthread_mutex_unlock(&c->flock);
+}
+
+/* The child starts empty: what the parent queued, the parent sends. */
+void uw_core_fork_child(struct uw_core *c)
+{
+	pthread_condattr_t ca;
+	int max = atomic_load_explicit(&c->fds.max_fd, memory_order_relaxed);
+
+	for (int fd = 0; fd <= max && fd < c->fds.nslots; fd++) {
+		uintptr_t v = atomic_load_explicit(&c->fds.slot[fd], memory_order_relaxed);
+
+		if (v > UW_FD_FOREIGN)
+			((struct uw_sock *)v)->queued = 0;
+	}
+	uw_stage_reset(&c->stage[0]);
+	uw_stage_reset(&c->stage[1]);
+	uw_stats_reset(&c->stats);
+	c->flusher_running = false;
+	c->flusher_idle = false;
+	c->flusher_failed = false;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->wake, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_mutex_unlock(&c->fds.lock);
+	pthread_mutex_unlock(&c->qlock);
+	pthread_mutex_unlock(&c->flock);
+}

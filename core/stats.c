@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: MIT */
+/* Counters and their JSON form. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "uw.h"
+
+const char *const uw_flush_reason_name[UW_FLUSH__COUNT] = {
+	[UW_FLUSH_DEADLINE]	= "deadline",
+	[UW_FLUSH_INTERVAL]	= "interval",
+	[UW_FLUSH_ARENA_FULL]	= "arena_full",
+	[UW_FLUSH_CLOSE]	= "close",
+	[UW_FLUSH_BARRIER]	= "barrier",
+	[UW_FLUSH_EXIT]		= "exit",
+	[UW_FLUSH_FORK]		= "fork",
+	[UW_FLUSH_EXEC]		= "exec",
+	[UW_FLUSH_EXPLICIT]	= "explicit",
+};
+
+void uw_stats_reset(struct uw_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+}
+
+#define LD(f) ((unsigned long long)atomic_load_explicit(&st->f, memory_order_relaxed))
+
+int uw_stats_json(const struct uw_stats *st, const char *backend, char *buf, size_t len)
+{
+	size_t n = 0;
+	int w;
+
+#define EMIT(...) do {							\
+		w = snprintf(buf + n, len - n, __VA_ARGS__);		\
+		if (w < 0 || (size_t)w >= len - n)			\
+			return -ENOSPC;					\
+		n += (size_t)w;						\
+	} while (0)
+
+	EMIT("{\"backend\": \"%s\"", backend);
+	EMIT(", \"datagrams_in\": %llu, \"bytes_in\": %llu", LD(datagrams_in), LD(bytes_in));
+	EMIT(", \"datagrams_out\": %llu, \"bytes_out\": %llu", LD(datagrams_out), LD(bytes_out));
+	EMIT(", \"datagrams_dropped\": %llu", LD(datagrams_dropped));
+	EMIT(", \"passthrough_calls\": %llu", LD(passthrough_calls));
+	EMIT(", \"syscalls\": %llu, \"batches\": %llu, \"messages\": %llu",
+	     LD(syscalls), LD(batches), LD(messages));
+	EMIT(", \"gso_runs\": %llu, \"gso_segments\": %llu, \"segments_max\": %llu",
+	     LD(gso_runs), LD(gso_segments), LD(segments_max));
+	EMIT(", \"fallbacks_gso\": %llu, \"gso_split_mtu\": %llu, \"retries\": %llu",
+	     LD(fallbacks_gso), LD(gso_split_mtu), LD(retries));
+	EMIT(", \"async_errors\": %llu", LD(async_errors));
+	EMIT(", \"max_queue_delay_us\": %llu", LD(max_queue_delay_ns) / 1000);
+	EMIT(", \"arena_high_water_bytes\": %llu", LD(arena_high_water));
+	EMIT(", \"flushes_by_reason\": {");
+	for (int i = 0; i < UW_FLUSH__COUNT; i++)
+		EMIT("%s\"%s\": %llu", i ? ", " : "", uw_flush_reason_name[i],
+		     (unsigned long long)atomic_load_explicit(&st->flushes[i],
+							      memory_order_relaxed));
+	EMIT("}}\n");
+#undef EMIT
+	return (int)n;
+}

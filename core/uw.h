@@ -1,0 +1,387 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * udpweave core: types shared by core/, backend/ and preload/.
+ *
+ * Conventions: functions return a count or -errno; only preload/ sets errno.
+ * The core makes no system call of its own: it reaches the kernel through
+ * struct uw_sys (the real libc functions in the preload build, fakes or
+ * --wrap'ed libc in unit tests).
+ */
+#ifndef UW_CORE_H
+#define UW_CORE_H
+
+#include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#define UW_MAX_PAYLOAD_V4	65507u	/* 65535 - 20 (IPv4) - 8 (UDP) */
+#define UW_MAX_PAYLOAD_V6	65527u	/* 65535 - 8 (UDP), no jumbograms */
+#define UW_GSO_MAX_SEGS		64u
+#define UW_GSO_MAX_BYTES	65507u
+#define UW_UIO_MAXIOV		1024
+#define UW_PASS			(-100000)	/* "call the real function" */
+
+#define UW_ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
+#define UW_ALIGN8(x)		(((x) + 7u) & ~(size_t)7u)
+#define UW_NSEC_PER_USEC	1000ull
+
+/* ---- system calls the core and backends may make ---------------------- */
+
+struct uw_sys {
+	ssize_t (*sendmsg)(int fd, const struct msghdr *msg, int flags);
+	int (*sendmmsg)(int fd, struct mmsghdr *vec, unsigned int vlen, int flags);
+	int (*poll)(struct pollfd *fds, nfds_t n, int timeout_ms);
+	int (*socket)(int domain, int type, int protocol);
+	int (*connect)(int fd, const struct sockaddr *sa, socklen_t len);
+	int (*close)(int fd);
+	int (*getsockopt)(int fd, int level, int opt, void *val, socklen_t *len);
+	int (*getsockname)(int fd, struct sockaddr *sa, socklen_t *len);
+	int (*bind)(int fd, const struct sockaddr *sa, socklen_t len);
+	int (*nanosleep)(const struct timespec *req, struct timespec *rem);
+	uint64_t (*now_ns)(void);		/* CLOCK_MONOTONIC */
+	void (*log_write)(const char *line, size_t len);
+	void (*thread_setup)(void);	/* optional, in the flush thread */
+};
+
+/* ---- configuration (core/config.c) ------------------------------------ */
+
+enum uw_log_level { UW_LOG_ERROR, UW_LOG_WARN, UW_LOG_INFO, UW_LOG_DEBUG };
+
+struct uw_config {
+	char backend[16];
+	uint32_t max_delay_us;
+	uint32_t interval_us;		/* 0: unset */
+	uint32_t arena_kb;
+	char stats_path[PATH_MAX];	/* "" unset, "stderr", or a path (%p) */
+	enum uw_log_level log_level;
+	bool disabled;			/* UDPWEAVE_DISABLE=1 */
+	bool passthrough;		/* bad configuration: hands off */
+};
+
+void uw_config_defaults(struct uw_config *cfg);
+/* Parse the UDPWEAVE_* entries of an environ-style array. Returns 0, or
+ * -EINVAL with one readable line (no newline) in msg; cfg is then defaults
+ * with passthrough set. An unknown UDPWEAVE_* name is ignored but named in
+ * msg (a warning) with a 0 return. */
+int uw_config_parse(struct uw_config *cfg, char *const *env, char *msg, size_t msglen);
+
+/* ---- logging (core/log.c) --------------------------------------------- */
+
+void uw_log_init(const struct uw_sys *sys, enum uw_log_level level);
+void uw_log(enum uw_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+#define uw_warn(...)	uw_log(UW_LOG_WARN, __VA_ARGS__)
+#define uw_info(...)	uw_log(UW_LOG_INFO, __VA_ARGS__)
+#define uw_debug(...)	uw_log(UW_LOG_DEBUG, __VA_ARGS__)
+
+/* ---- addresses --------------------------------------------------------- */
+
+/* A destination as the kernel sees it; len 0 means "the connected peer". */
+struct uw_addr {
+	socklen_t len;
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in;
+		struct sockaddr_in6 in6;
+	} u;
+};
+
+bool uw_addr_equal(const struct uw_addr *a, const struct uw_addr *b);
+uint32_t uw_addr_hash(const struct uw_addr *a);
+
+/* ---- sockets and the fd table (core/fdtable.c) ------------------------- */
+
+enum {
+	UW_SOCK_CONNECTED	= 1u << 0,
+	UW_SOCK_NO_GSO		= 1u << 1,	/* kernel refused UDP_SEGMENT */
+	UW_SOCK_BOUND		= 1u << 2,	/* has a local port */
+	/* The application relies on kernel state a queue would break:
+	 * every send of such a socket goes straight to the kernel. */
+	UW_SOCK_CORKED		= 1u << 3,	/* UDP_CORK */
+	UW_SOCK_APP_GSO		= 1u << 4,	/* its own UDP_SEGMENT */
+	UW_SOCK_SHUT		= 1u << 5,	/* shutdown(SHUT_WR) */
+	UW_SOCK_BYPASS		= UW_SOCK_CORKED | UW_SOCK_APP_GSO | UW_SOCK_SHUT,
+};
+
+struct uw_sock {
+	_Atomic int fd;			/* the fd the library sends on */
+	int family;			/* AF_INET or AF_INET6 */
+	_Atomic uint32_t flags;
+	_Atomic int pending_err;	/* async error for the next send */
+	int refs;			/* fds naming it (fdtable lock) */
+	uint32_t queued;		/* datagrams queued (queue lock) */
+	struct uw_addr peer;		/* valid with UW_SOCK_CONNECTED */
+	uint32_t mtu;			/* cached path MTU, connected sockets */
+	uint64_t mtu_expiry_ns;
+	uint32_t batch_gen;		/* batch builder marks (flush lock) */
+	uint32_t batch_group;
+	struct uw_sock *next_free;
+};
+
+static inline uint32_t uw_sock_flags(struct uw_sock *s)
+{
+	return atomic_load_explicit(&s->flags, memory_order_relaxed);
+}
+
+static inline void uw_sock_set(struct uw_sock *s, uint32_t f)
+{
+	atomic_fetch_or_explicit(&s->flags, f, memory_order_relaxed);
+}
+
+static inline void uw_sock_clear(struct uw_sock *s, uint32_t f)
+{
+	atomic_fetch_and_explicit(&s->flags, ~f, memory_order_relaxed);
+}
+
+#define UW_FD_UNKNOWN	((uintptr_t)0)
+#define UW_FD_FOREIGN	((uintptr_t)1)	/* not a UDP socket of ours */
+
+struct uw_fdtable {
+	_Atomic uintptr_t *slot;
+	int nslots;
+	_Atomic int max_fd;
+	pthread_mutex_t lock;		/* refs, free list */
+	struct uw_sock *free_list;
+};
+
+int uw_fdtable_init(struct uw_fdtable *t, int nslots);
+static inline uintptr_t uw_fdtable_peek(struct uw_fdtable *t, int fd)
+{
+	if ((unsigned)fd >= (unsigned)t->nslots)
+		return UW_FD_FOREIGN;
+	return atomic_load_explicit(&t->slot[fd], memory_order_acquire);
+}
+struct uw_sock *uw_sock_new(struct uw_fdtable *t, int fd, int family);
+/* Point fd at sock (NULL: unknown, taking a reference); returns the sock
+ * fd pointed at before, whose reference the caller now owns, or NULL. */
+struct uw_sock *uw_fdtable_install(struct uw_fdtable *t, int fd, struct uw_sock *s);
+void uw_fdtable_mark_foreign(struct uw_fdtable *t, int fd);
+/* Install s at fd only if fd is still unclassified; returns what fd names
+ * afterwards (s, or the sock another thread installed first, or NULL). */
+struct uw_sock *uw_fdtable_adopt(struct uw_fdtable *t, int fd, struct uw_sock *s);
+/* Return a sock that was never installed. */
+void uw_sock_discard(struct uw_fdtable *t, struct uw_sock *s);
+/* Drop a reference taken by install; returns true if it was the last. */
+bool uw_sock_put(struct uw_fdtable *t, struct uw_sock *s);
+/* Another fd still naming s, or -1. */
+int uw_fdtable_other_fd(struct uw_fdtable *t, struct uw_sock *s, int not_fd);
+void uw_fdtable_reset_after_fork(struct uw_fdtable *t);
+
+/* ---- statistics (core/stats.c) ----------------------------------------- */
+
+enum uw_flush_reason {
+	UW_FLUSH_DEADLINE, UW_FLUSH_INTERVAL, UW_FLUSH_ARENA_FULL,
+	UW_FLUSH_CLOSE, UW_FLUSH_BARRIER, UW_FLUSH_EXIT, UW_FLUSH_FORK,
+	UW_FLUSH_EXEC, UW_FLUSH_EXPLICIT, UW_FLUSH__COUNT
+};
+
+extern const char *const uw_flush_reason_name[UW_FLUSH__COUNT];
+
+struct uw_stats {
+	_Atomic uint64_t datagrams_in, bytes_in;
+	_Atomic uint64_t datagrams_out, bytes_out, datagrams_dropped;
+	_Atomic uint64_t passthrough_calls;	/* app calls handed to the kernel as they were */
+	_Atomic uint64_t syscalls;		/* send calls made by the library */
+	_Atomic uint64_t batches, messages, gso_runs, gso_segments, segments_max;
+	_Atomic uint64_t fallbacks_gso, gso_split_mtu, retries;
+	_Atomic uint64_t async_errors;
+	_Atomic uint64_t flushes[UW_FLUSH__COUNT];
+	_Atomic uint64_t max_queue_delay_ns;
+	_Atomic uint64_t arena_high_water;
+};
+
+static inline void uw_stat_add(_Atomic uint64_t *c, uint64_t v)
+{
+	atomic_fetch_add_explicit(c, v, memory_order_relaxed);
+}
+
+static inline void uw_stat_max(_Atomic uint64_t *c, uint64_t v)
+{
+	uint64_t cur = atomic_load_explicit(c, memory_order_relaxed);
+
+	while (v > cur &&
+	       !atomic_compare_exchange_weak_explicit(c, &cur, v, memory_order_relaxed,
+						      memory_order_relaxed))
+		;
+}
+
+void uw_stats_reset(struct uw_stats *st);
+/* JSON object, NUL-terminated; returns its length or -ENOSPC. */
+int uw_stats_json(const struct uw_stats *st, const char *backend, char *buf, size_t len);
+
+/* ---- batches: what a flush hands to a backend (core/batch.c) ----------- */
+
+/* One message: nseg datagrams of one flow, all seg_size bytes but the last
+ * (which may be shorter); nseg == 1 means a plain datagram (no GSO). */
+struct uw_run {
+	struct uw_sock *sock;
+	const struct uw_addr *dest;	/* len 0: connected peer */
+	struct iovec *iov;		/* one per datagram */
+	uint32_t nseg;
+	uint32_t seg_size;
+	uint32_t bytes;
+	uint32_t dropped;		/* out: datagrams the kernel refused */
+	uint32_t dropped_bytes;
+};
+
+/* All runs of one socket, flows interleaved round-robin. */
+struct uw_group {
+	struct uw_sock *sock;
+	struct uw_run *runs;
+	size_t nruns;
+};
+
+struct uw_batch {
+	struct uw_group *groups;
+	size_t ngroups;
+	struct uw_run *runs;
+	size_t nruns;
+	uint64_t datagrams, bytes;
+};
+
+/* ---- backends (backend/) ----------------------------------------------- */
+
+struct uw_backend;
+
+struct uw_backend_ops {
+	const char *name;
+	int  (*open)(struct uw_backend *be, const struct uw_config *cfg);
+	/* Send every run; sets run->err for runs that could not be sent.
+	 * Returns 0 or -errno if the backend itself failed. */
+	int  (*send_batch)(struct uw_backend *be, struct uw_batch *b);
+	/* Largest GSO segment the path to dest carries; 0: no GSO. Optional. */
+	uint32_t (*max_segment)(struct uw_backend *be, struct uw_sock *s,
+				const struct uw_addr *dest);
+	void (*close)(struct uw_backend *be);
+};
+
+struct uw_backend {
+	const struct uw_backend_ops *ops;
+	const struct uw_sys *sys;
+	struct uw_stats *stats;
+	void *priv;
+};
+
+const struct uw_backend_ops *uw_backend_find(const char *name);
+extern const struct uw_backend_ops uw_backend_mmsg;
+extern const struct uw_backend_ops uw_backend_passthrough;
+
+/* ---- the queue: staging arena, flows, flush (core/queue.c) ------------- */
+
+struct uw_dgram {
+	struct uw_dgram *next;
+	uint32_t len;
+	uint32_t pad;
+	uint64_t t_ns;
+	unsigned char data[];
+};
+
+#define UW_FLOW_BUCKETS 1024
+
+struct uw_flow {
+	struct uw_flow *hash_next, *next;
+	struct uw_sock *sock;
+	struct uw_addr dest;
+	struct uw_dgram *head, *tail;
+	uint32_t count;
+	uint32_t bucket;
+};
+
+struct uw_stage {
+	unsigned char *base;
+	size_t size, used;
+	uint32_t ndgrams;
+	uint64_t nbytes;
+	uint64_t oldest_ns;
+	struct uw_flow *flows, *flows_tail;
+	uint32_t nflows;
+	struct uw_flow *bucket[UW_FLOW_BUCKETS];
+};
+
+/* Scratch memory of the (single) flushing thread, grow-only. */
+struct uw_scratch {
+	struct uw_run *runs;
+	size_t runs_cap;
+	struct iovec *iov;
+	size_t iov_cap;
+	struct uw_group *groups;
+	size_t groups_cap;
+	struct uw_flow **flows;
+	size_t flows_cap;
+	uint32_t gen;
+};
+
+struct uw_core {
+	struct uw_config cfg;
+	const struct uw_sys *sys;
+	struct uw_backend be;
+	struct uw_stats stats;
+	struct uw_fdtable fds;
+
+	pthread_mutex_t qlock;		/* the active stage, sock->queued */
+	pthread_mutex_t flock;		/* one flush at a time, owns the other stage */
+	pthread_cond_t wake;		/* flusher sleeps here (qlock) */
+	struct uw_stage stage[2];
+	int active;
+	struct uw_scratch scratch;	/* flock */
+
+	/* flusher state (qlock) */
+	bool flusher_running;
+	bool flusher_failed;		/* no thread: flush inline */
+	bool flusher_idle;		/* sleeping with no deadline */
+	bool stopping;
+	pthread_t flusher;
+	uint64_t slack_ns;
+	uint64_t last_wake_late_ns;
+};
+
+int uw_core_init(struct uw_core *c, const struct uw_config *cfg, const struct uw_sys *sys);
+void uw_core_destroy(struct uw_core *c);
+
+/* One application send, already split into iovecs. */
+struct uw_msg {
+	const struct iovec *iov;
+	size_t iovlen;
+	size_t len;
+	int flags;
+	const struct sockaddr *name;
+	socklen_t namelen;
+};
+
+/* Queue one datagram: returns its length, -errno (a pending async error),
+ * or UW_PASS after flushing the socket: the caller makes the real call. */
+ssize_t uw_core_send(struct uw_core *c, struct uw_sock *s, const struct uw_msg *m);
+/* Flush everything queued; returns datagrams sent. */
+long uw_core_flush(struct uw_core *c, enum uw_flush_reason why);
+/* Flush if s has anything queued (before close, connect, setsockopt...). */
+void uw_core_flush_sock(struct uw_core *c, struct uw_sock *s, enum uw_flush_reason why);
+void uw_core_fork_prepare(struct uw_core *c);
+void uw_core_fork_parent(struct uw_core *c);
+void uw_core_fork_child(struct uw_core *c);
+
+void uw_addr_from_sockaddr(struct uw_addr *a, const struct sockaddr *sa, socklen_t len);
+void uw_core_start_flusher(struct uw_core *c);	/* qlock held */
+void uw_core_stop_flusher(struct uw_core *c);
+
+/* Internals exposed for unit tests. */
+bool uw_msg_queueable(const struct uw_sock *s, const struct uw_msg *m);
+uint64_t uw_core_due_ns(const struct uw_core *c, const struct uw_stage *st,
+			enum uw_flush_reason *why);
+int uw_batch_build(struct uw_scratch *sc, struct uw_stage *st, struct uw_backend *be,
+		   struct uw_batch *b);
+void uw_stage_reset(struct uw_stage *st);
+int uw_stage_init(struct uw_stage *st, size_t size);
+void uw_stage_free(struct uw_stage *st);
+/* Append a datagram to st; -ENOSPC if it does not fit. */
+int uw_stage_add(struct uw_stage *st, struct uw_sock *s, const struct uw_addr *dest,
+		 const struct iovec *iov, size_t iovlen, size_t len, uint64_t now_ns);
+void uw_scratch_free(struct uw_scratch *sc);
+
+#endif

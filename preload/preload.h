@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+/* The preload edge: the real libc functions, the process-wide core, and
+ * the few helpers every interposer uses. */
+#ifndef UW_PRELOAD_H
+#define UW_PRELOAD_H
+
+#include <errno.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "uw.h"
+
+#define UW_EXPORT __attribute__((visibility("default")))
+
+struct uw_real {
+#define UW_SYSCALL(ret, name, params) ret (*name) params;
+#include "syscalls.def"
+#undef UW_SYSCALL
+};
+
+extern struct uw_real real;
+extern struct uw_core uw_core;
+
+/* True once the library is initialised and active: real.* is bound either
+ * way after the first call. */
+bool uw_on(void);
+void uw_bind_real(void);
+
+/* The socket state of fd if it is a UDP socket the library queues for,
+ * classifying fds it did not see created. NULL: hand the call on. */
+struct uw_sock *uw_classify(int fd);
+
+static inline struct uw_sock *uw_fd_sock(int fd)
+{
+	uintptr_t v;
+
+	if (!uw_on())
+		return NULL;
+	v = uw_fdtable_peek(&uw_core.fds, fd);
+	if (v == UW_FD_FOREIGN)
+		return NULL;
+	if (v != UW_FD_UNKNOWN)
+		return (struct uw_sock *)v;
+	return uw_classify(fd);
+}
+
+/* -errno → -1 with errno; success → the result with the caller's errno. */
+static inline ssize_t uw_ret(ssize_t rc, int saved_errno)
+{
+	if (rc < 0) {
+		errno = (int)-rc;
+		return -1;
+	}
+	errno = saved_errno;
+	return rc;
+}
+
+void uw_sync_peer(struct uw_sock *s);
+void uw_fd_closing(int fd);
+void uw_fd_dup(int oldfd, int newfd);
+void uw_process_exit(enum uw_flush_reason why);
+void uw_deactivate(void);
+
+#endif

@@ -1,0 +1,286 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Process life cycle: every way out of the process, or out of its image,
+ * sends what is queued first (design §3.5): exit() and a return from main
+ * (the destructor), _exit()/_Exit(), execve() and its family, and fork()
+ * (the parent flushes; the child starts empty, see uw_core_fork_child).
+ * The stats file is written at exit.
+ */
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "preload.h"
+#include "udpweave.h"
+
+static pid_t stats_owner;	/* the process whose stats path is the plain one */
+
+/* The path with %p replaced by the pid; a forked child without %p in the
+ * path writes to path.PID, so that it does not overwrite its parent's. */
+static int stats_path(char *out, size_t len)
+{
+	const char *p = uw_core.cfg.stats_path;
+	pid_t pid = getpid();
+	size_t n = 0;
+	bool had_pid = false;
+	int w;
+
+	for (; *p && n + 1 < len; p++) {
+		if (p[0] == '%' && p[1] == 'p') {
+			w = snprintf(out + n, len - n, "%d", (int)pid);
+			if (w < 0 || (size_t)w >= len - n)
+				return -ENAMETOOLONG;
+			n += (size_t)w;
+			p++;
+			had_pid = true;
+			continue;
+		}
+		out[n++] = *p;
+	}
+	if (*p)
+		return -ENAMETOOLONG;
+	out[n] = '\0';
+	if (!had_pid && stats_owner && stats_owner != pid) {
+		w = snprintf(out + n, len - n, ".%d", (int)pid);
+		if (w < 0 || (size_t)w >= len - n)
+			return -ENAMETOOLONG;
+	}
+	return 0;
+}
+
+static void write_all(int fd, const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t w = real.write(fd, buf, len);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;
+		buf += w;
+		len -= (size_t)w;
+	}
+}
+
+/* Never through a symlink planted at the path: a private temporary file,
+ * created exclusively, renamed over the path. Never fails the host. */
+static void write_stats(void)
+{
+	char json[4096], path[PATH_MAX], tmp[PATH_MAX + 32];
+	int n, fd, saved = errno;
+
+	if (!uw_core.cfg.stats_path[0])
+		return;
+	n = uw_stats_json(&uw_core.stats, uw_core.cfg.backend, json, sizeof(json));
+	if (n < 0)
+		goto out;
+	if (!strcmp(uw_core.cfg.stats_path, "stderr")) {
+		write_all(STDERR_FILENO, json, (size_t)n);
+		goto out;
+	}
+	if (stats_path(path, sizeof(path)) ||
+	    snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp))
+		goto fail;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0)
+		goto fail;
+	write_all(fd, json, (size_t)n);
+	real.close(fd);
+	if (rename(tmp, path)) {
+		unlink(tmp);
+		goto fail;
+	}
+	goto out;
+fail:
+	uw_warn("cannot write stats to %s: %s", uw_core.cfg.stats_path, strerror(errno));
+out:
+	errno = saved;
+}
+
+void uw_process_exit(enum uw_flush_reason why)
+{
+	if (!uw_on())
+		return;
+	uw_core_flush(&uw_core, why);
+	write_stats();
+}
+
+/* exit() and a return from main: the application's atexit handlers and
+ * destructors have run (we are preloaded, so finalised last). Later sends
+ * go straight to the kernel. */
+__attribute__((destructor)) static void uw_destructor(void)
+{
+	if (!uw_on())
+		return;
+	uw_core_flush(&uw_core, UW_FLUSH_EXIT);
+	write_stats();
+	uw_deactivate();
+}
+
+__attribute__((constructor)) static void uw_note_owner(void)
+{
+	stats_owner = getpid();
+}
+
+UW_EXPORT void _exit(int status)
+{
+	uw_bind_real();
+	uw_process_exit(UW_FLUSH_EXIT);
+	real._exit(status);
+	__builtin_unreachable();
+}
+
+UW_EXPORT void _Exit(int status)
+{
+	uw_bind_real();
+	uw_process_exit(UW_FLUSH_EXIT);
+	real._Exit(status);
+	__builtin_unreachable();
+}
+
+UW_EXPORT pid_t fork(void)
+{
+	uw_bind_real();
+	if (uw_on())
+		uw_core_flush(&uw_core, UW_FLUSH_FORK);
+	return real.fork();
+}
+
+static void before_exec(void)
+{
+	int saved = errno;
+
+	uw_bind_real();
+	if (uw_on())
+		uw_core_flush(&uw_core, UW_FLUSH_EXEC);
+	errno = saved;
+}
+
+UW_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+	before_exec();
+	return real.execve(path, argv, envp);
+}
+
+UW_EXPORT int execveat(int dirfd, const char *path, char *const argv[], char *const envp[],
+		       int flags)
+{
+	before_exec();
+	return real.execveat(dirfd, path, argv, envp, flags);
+}
+
+UW_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+{
+	before_exec();
+	return real.fexecve(fd, argv, envp);
+}
+
+UW_EXPORT int execv(const char *path, char *const argv[])
+{
+	before_exec();
+	return real.execv(path, argv);
+}
+
+UW_EXPORT int execvp(const char *file, char *const argv[])
+{
+	before_exec();
+	return real.execvp(file, argv);
+}
+
+UW_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+	before_exec();
+	return real.execvpe(file, argv, envp);
+}
+
+/* The list forms gather their arguments and take the vector path (glibc's
+ * own would reach execve internally, past the interposer). */
+static size_t count_args(va_list ap)
+{
+	size_t n = 1;	/* arg0 */
+	va_list c;
+
+	va_copy(c, ap);
+	while (va_arg(c, const char *))
+		n++;
+	va_end(c);
+	return n;
+}
+
+static void fill_args(char **argv, size_t n, const char *arg0, va_list ap)
+{
+	argv[0] = (char *)arg0;
+	for (size_t i = 1; i <= n; i++)	/* up to and with the NULL */
+		argv[i] = va_arg(ap, char *);
+}
+
+UW_EXPORT int execl(const char *path, const char *arg, ...)
+{
+	va_list ap;
+	size_t n;
+
+	va_start(ap, arg);
+	n = count_args(ap);
+	char *argv[n + 1];
+	fill_args(argv, n, arg, ap);
+	va_end(ap);
+	return execv(path, argv);
+}
+
+UW_EXPORT int execlp(const char *file, const char *arg, ...)
+{
+	va_list ap;
+	size_t n;
+
+	va_start(ap, arg);
+	n = count_args(ap);
+	char *argv[n + 1];
+	fill_args(argv, n, arg, ap);
+	va_end(ap);
+	return execvp(file, argv);
+}
+
+UW_EXPORT int execle(const char *path, const char *arg, ...)
+{
+	char *const *envp;
+	va_list ap;
+	size_t n;
+
+	va_start(ap, arg);
+	n = count_args(ap);
+	char *argv[n + 1];
+	fill_args(argv, n, arg, ap);
+	envp = va_arg(ap, char *const *);
+	va_end(ap);
+	return execve(path, argv, envp);
+}
+
+/* ---- the public API (include/udpweave.h) ----------------------------- */
+
+UW_EXPORT long uw_flush(void)
+{
+	if (!uw_on()) {
+		errno = ENODEV;
+		return -1;
+	}
+	return uw_core_flush(&uw_core, UW_FLUSH_EXPLICIT);
+}
+
+UW_EXPORT int uw_get_stats(char *buf, size_t len)
+{
+	int n;
+
+	if (!uw_on()) {
+		errno = ENODEV;
+		return -1;
+	}
+	n = uw_stats_json(&uw_core.stats, uw_core.cfg.backend, buf, len);
+	if (n < 0) {
+		errno = -n;
+		return -1;
+	}
+	return n;
+}

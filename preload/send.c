@@ -1,0 +1,189 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The send paths. Each interposer finds the fd's socket state, describes
+ * the datagram as a struct uw_msg, and lets the core queue it; what the
+ * core will not queue (odd flags, control data, bad arguments) goes to the
+ * real call after the socket's queue, so the kernel answers with its own
+ * errno and the flow keeps its order.
+ */
+#include <limits.h>
+#include <string.h>
+
+#include "preload.h"
+
+static ssize_t submit(struct uw_sock *s, const struct uw_msg *m)
+{
+	int saved = errno;
+	ssize_t rc = uw_core_send(&uw_core, s, m);
+
+	if (rc == UW_PASS) {
+		errno = saved;
+		return UW_PASS;
+	}
+	return uw_ret(rc, saved);
+}
+
+UW_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
+			 const struct sockaddr *to, socklen_t tolen)
+{
+	struct uw_sock *s = uw_fd_sock(fd);
+	struct iovec iov = { (void *)buf, len };
+	ssize_t rc;
+
+	if (!s)
+		return real.sendto(fd, buf, len, flags, to, tolen);
+	rc = submit(s, &(struct uw_msg){ &iov, 1, len, flags, to, to ? tolen : 0 });
+	if (rc == UW_PASS)
+		return real.sendto(fd, buf, len, flags, to, tolen);
+	return rc;
+}
+
+UW_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
+{
+	struct uw_sock *s = uw_fd_sock(fd);
+	struct iovec iov = { (void *)buf, len };
+	ssize_t rc;
+
+	if (!s)
+		return real.send(fd, buf, len, flags);
+	rc = submit(s, &(struct uw_msg){ &iov, 1, len, flags, NULL, 0 });
+	if (rc == UW_PASS)
+		return real.send(fd, buf, len, flags);
+	return rc;
+}
+
+UW_EXPORT ssize_t write(int fd, const void *buf, size_t len)
+{
+	struct uw_sock *s = uw_fd_sock(fd);
+	struct iovec iov = { (void *)buf, len };
+	ssize_t rc;
+
+	if (!s)
+		return real.write(fd, buf, len);
+	rc = submit(s, &(struct uw_msg){ &iov, 1, len, 0, NULL, 0 });
+	if (rc == UW_PASS)
+		return real.write(fd, buf, len);
+	return rc;
+}
+
+/* Total length of an iovec, or SIZE_MAX when the kernel would refuse it
+ * (which makes the message unqueueable). */
+static size_t iov_total(const struct iovec *iov, size_t n)
+{
+	size_t total = 0;
+
+	if (n > UW_UIO_MAXIOV || (n && !iov))
+		return SIZE_MAX;
+	for (size_t i = 0; i < n; i++) {
+		if (iov[i].iov_len > SSIZE_MAX - total)
+			return SIZE_MAX;
+		total += iov[i].iov_len;
+	}
+	return total;
+}
+
+UW_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
+{
+	struct uw_sock *s = uw_fd_sock(fd);
+	ssize_t rc;
+
+	if (!s || iovcnt < 0)
+		return real.writev(fd, iov, iovcnt);
+	rc = submit(s, &(struct uw_msg){ iov, (size_t)iovcnt, iov_total(iov, (size_t)iovcnt),
+					 0, NULL, 0 });
+	if (rc == UW_PASS)
+		return real.writev(fd, iov, iovcnt);
+	return rc;
+}
+
+/* msghdr → uw_msg. Control data is never queued: it may carry per-packet
+ * options (IP_PKTINFO, IP_TOS, SCM_TXTIME, UDP_SEGMENT) the kernel must see
+ * with exactly that datagram. */
+static bool msg_from_hdr(struct uw_msg *m, const struct msghdr *h, int flags)
+{
+	if (!h || (h->msg_control && h->msg_controllen))
+		return false;
+	m->iov = h->msg_iov;
+	m->iovlen = h->msg_iovlen;
+	m->len = iov_total(h->msg_iov, h->msg_iovlen);
+	m->flags = flags;
+	/* As the kernel does: a name with length 0 is no name. */
+	m->name = h->msg_name && h->msg_namelen ? h->msg_name : NULL;
+	m->namelen = m->name ? h->msg_namelen : 0;
+	if (m->namelen > sizeof(struct sockaddr_storage))
+		return false;
+	return true;
+}
+
+UW_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	struct uw_sock *s = uw_fd_sock(fd);
+	struct uw_msg m;
+	ssize_t rc;
+
+	if (!s)
+		return real.sendmsg(fd, msg, flags);
+	if (!msg_from_hdr(&m, msg, flags)) {
+		uw_core_flush_sock(&uw_core, s, UW_FLUSH_BARRIER);
+		return real.sendmsg(fd, msg, flags);
+	}
+	rc = submit(s, &m);
+	if (rc == UW_PASS)
+		return real.sendmsg(fd, msg, flags);
+	return rc;
+}
+
+/* Messages are queued one by one; at the first one the core will not take,
+ * what was queued goes out and the rest is the kernel's. Return values as
+ * the kernel's: the number of messages taken, msg_len set on each. */
+static int queue_mmsg(int (*real_fn)(int, struct mmsghdr *, unsigned int, int),
+		      int fd, struct mmsghdr *vec, unsigned int vlen, int flags)
+{
+	struct uw_sock *s = uw_fd_sock(fd);
+	int saved = errno;
+	unsigned int i;
+
+	if (!s || !vec)
+		return real_fn(fd, vec, vlen, flags);
+	if (vlen > UW_UIO_MAXIOV)
+		vlen = UW_UIO_MAXIOV;
+	for (i = 0; i < vlen; i++) {
+		struct uw_msg m;
+		ssize_t rc = UW_PASS;
+		int r;
+
+		if (msg_from_hdr(&m, &vec[i].msg_hdr, flags))
+			rc = uw_core_send(&uw_core, s, &m);
+		if (rc >= 0) {
+			vec[i].msg_len = (unsigned int)rc;
+			continue;
+		}
+		if (rc != UW_PASS) {
+			if (i == 0)
+				return (int)uw_ret(rc, saved);
+			/* Reported by the next call, as the kernel would. */
+			atomic_store(&s->pending_err, (int)-rc);
+			break;
+		}
+		uw_core_flush_sock(&uw_core, s, UW_FLUSH_BARRIER);
+		errno = saved;
+		r = real_fn(fd, vec + i, vlen - i, flags);
+		if (r < 0)
+			return i ? (int)i : r;
+		return (int)i + r;
+	}
+	errno = saved;
+	return (int)i;
+}
+
+UW_EXPORT int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags)
+{
+	uw_bind_real();
+	return queue_mmsg(real.sendmmsg, fd, vec, vlen, flags);
+}
+
+UW_EXPORT int __sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags)
+{
+	uw_bind_real();
+	return queue_mmsg(real.__sendmmsg, fd, vec, vlen, flags);
+}

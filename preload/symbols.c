@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Binding the real libc functions and initialising the library, both
+ * lazily and once: an interposer may run before our constructor (another
+ * library's constructor sending a datagram), and until initialisation is
+ * complete every call is handed straight on.
+ */
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "preload.h"
+
+struct uw_real real;
+struct uw_core uw_core;
+
+static pthread_once_t bind_once = PTHREAD_ONCE_INIT;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static _Atomic bool uw_active;
+static __thread bool uw_initialising;
+extern char **environ;
+
+static void bind_all(void)
+{
+#define UW_SYSCALL(ret, name, params) \
+	real.name = (ret (*) params)dlsym(RTLD_NEXT, #name);
+#include "syscalls.def"
+#undef UW_SYSCALL
+	/* glibc-private alias: fall back to the public entry point. */
+	if (!real.__sendmmsg)
+		real.__sendmmsg = real.sendmmsg;
+	if (!real.fcntl64)
+		real.fcntl64 = real.fcntl;
+}
+
+void uw_bind_real(void)
+{
+	pthread_once(&bind_once, bind_all);
+}
+
+/* ---- what the core may call ------------------------------------------- */
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void log_to_stderr(const char *line, size_t len)
+{
+	int saved = errno;
+
+	if (real.write(STDERR_FILENO, line, len) < 0)
+		(void)0;
+	errno = saved;
+}
+
+static void flusher_setup(void)
+{
+	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);	/* wake on time, not 50 µs late */
+	pthread_setname_np(pthread_self(), "udpweave");
+}
+
+static int real_sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)
+{
+	return real.sendmmsg(fd, v, n, flags);
+}
+
+static ssize_t real_sendmsg(int fd, const struct msghdr *m, int flags)
+{
+	return real.sendmsg(fd, m, flags);
+}
+
+static int real_socket(int d, int t, int p)
+{
+	return real.socket(d, t, p);
+}
+
+static int real_connect(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	return real.connect(fd, sa, len);
+}
+
+static int real_close(int fd)
+{
+	return real.close(fd);
+}
+
+static int real_getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
+{
+	return real.getsockopt(fd, level, opt, val, len);
+}
+
+static int real_bind(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	return real.bind(fd, sa, len);
+}
+
+static const struct uw_sys uw_sys_real = {
+	.sendmsg	= real_sendmsg,
+	.sendmmsg	= real_sendmmsg,
+	.poll		= poll,
+	.socket		= real_socket,
+	.connect	= real_connect,
+	.close		= real_close,
+	.getsockopt	= real_getsockopt,
+	.getsockname	= getsockname,
+	.bind		= real_bind,
+	.nanosleep	= nanosleep,
+	.now_ns		= mono_ns,
+	.log_write	= log_to_stderr,
+	.thread_setup	= flusher_setup,
+};
+
+/* ---- initialisation ------------------------------------------------------ */
+
+static int fd_table_size(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_max == RLIM_INFINITY ||
+	    rl.rlim_max > (1u << 20))
+		return 1 << 20;
+	return rl.rlim_max < 1024 ? 1024 : (int)rl.rlim_max;
+}
+
+static void atfork_prepare(void)
+{
+	uw_core_fork_prepare(&uw_core);
+}
+
+static void atfork_parent(void)
+{
+	uw_core_fork_parent(&uw_core);
+}
+
+static void atfork_child(void)
+{
+	uw_core_fork_child(&uw_core);
+}
+
+static void init_all(void)
+{
+	struct uw_config cfg;
+	char msg[320];
+	int err;
+
+	uw_bind_real();
+	uw_initialising = true;
+	err = uw_config_parse(&cfg, environ, msg, sizeof(msg));
+	uw_log_init(&uw_sys_real, cfg.log_level);
+	if (msg[0])
+		uw_log(err ? UW_LOG_ERROR : UW_LOG_WARN, "%s", msg);
+	if (cfg.disabled || cfg.passthrough)
+		goto out;
+	err = uw_core_init(&uw_core, &cfg, &uw_sys_real);
+	if (!err)
+		err = uw_fdtable_init(&uw_core.fds, fd_table_size());
+	if (err) {
+		uw_log(UW_LOG_ERROR, "cannot initialise (%s); running in passthrough",
+		       strerror(-err));
+		goto out;
+	}
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+	uw_info("backend %s, max delay %u us, arena %u KiB", cfg.backend,
+		cfg.max_delay_us, cfg.arena_kb);
+	atomic_store(&uw_active, true);
+out:
+	uw_initialising = false;
+}
+
+bool uw_on(void)
+{
+	if (__builtin_expect(atomic_load_explicit(&uw_active, memory_order_acquire), 1))
+		return true;
+	uw_bind_real();
+	if (uw_initialising)
+		return false;
+	pthread_once(&init_once, init_all);
+	return atomic_load_explicit(&uw_active, memory_order_acquire);
+}
+
+void uw_deactivate(void)
+{
+	atomic_store(&uw_active, false);
+}
+
+__attribute__((constructor)) static void uw_constructor(void)
+{
+	uw_on();
+}
