@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install the Debian packages the build, the tests, the demo and the
+# benchmarks need, if any is missing. As root: apt-get. Otherwise: print
+# the apt-get line to run and fail.
+set -euo pipefail
+
+PKGS=(
+	gcc make libc6-dev pkg-config   # build
+	libcmocka-dev                   # unit tests
+	python3 python3-pytest          # integration tests
+	iproute2 iperf3 strace          # integration tests, bench
+	ffmpeg                          # demo: media generation and streaming
+	python3-matplotlib              # bench plots
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+	if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed'; then
+		missing+=("$p")
+	fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "udpweave: missing packages; run as root:" >&2
+	echo "  apt-get update && apt-get install -y ${missing[*]}" >&2
+	exit 1
+fi
+echo "udpweave: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >/dev/null
+apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null

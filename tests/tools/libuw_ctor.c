@@ -1,0 +1,159 @@
+/*
+ * libuw_ctor.so — sends UDP datagrams from its own constructor, so that the
+ * test can check that udpweave handles calls made before (or while) it is
+ * initialised, and calls from another library's constructor.
+ *
+ * Environment:
+ *   UW_CTOR_DEST   ADDR:PORT or [ADDR]:PORT (nothing is sent when unset)
+ *   UW_CTOR_COUNT  datagrams per flow (default 50)
+ *   UW_CTOR_FLOW   first flow id (default 9000)
+ * Flow UW_CTOR_FLOW goes through sendto on an unconnected socket that stays
+ * open; flow UW_CTOR_FLOW+1 through send on a connected socket that is
+ * closed at the end of the constructor.  Payload format: see uw_sender.c.
+ * Reports "uw_ctor: sent=N errors=E" on stderr.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define UW_MAGIC   0x31765755u
+#define UW_HDR_LEN 28u
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* keep in sync with uw_sender.c */
+static uint32_t uw_seed(uint32_t flow, uint64_t seq)
+{
+	uint64_t x = ((uint64_t)flow << 40) ^ seq ^ 0x9E3779B97F4A7C15ull;
+
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ull;
+	x ^= x >> 33;
+	return (uint32_t)x;
+}
+
+static void uw_build(uint8_t *p, uint32_t len, uint32_t flow, uint64_t seq)
+{
+	struct timespec ts;
+	uint32_t seed = uw_seed(flow, seq);
+	uint8_t s0 = (uint8_t)seed, s1 = (uint8_t)((seed >> 8) | 1);
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	put_le32(p, UW_MAGIC);
+	put_le32(p + 4, flow);
+	put_le64(p + 8, seq);
+	put_le64(p + 16, (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec);
+	put_le32(p + 24, len);
+	for (size_t i = UW_HDR_LEN; i < len; i++)
+		p[i] = (uint8_t)(s0 + i * s1 + (i >> 8));
+}
+
+static int parse_dest(const char *arg, struct sockaddr_storage *ss, socklen_t *len)
+{
+	char host[80];
+	const char *port_s;
+	size_t hlen;
+
+	memset(ss, 0, sizeof(*ss));
+	if (arg[0] == '[') {
+		const char *rb = strchr(arg, ']');
+
+		if (!rb || rb[1] != ':')
+			return -1;
+		hlen = (size_t)(rb - arg - 1);
+		port_s = rb + 2;
+		if (hlen >= sizeof(host))
+			return -1;
+		memcpy(host, arg + 1, hlen);
+	} else {
+		const char *colon = strrchr(arg, ':');
+
+		if (!colon)
+			return -1;
+		hlen = (size_t)(colon - arg);
+		port_s = colon + 1;
+		if (hlen >= sizeof(host))
+			return -1;
+		memcpy(host, arg, hlen);
+	}
+	host[hlen] = '\0';
+	if (inet_pton(AF_INET, host, &((struct sockaddr_in *)ss)->sin_addr) == 1) {
+		((struct sockaddr_in *)ss)->sin_family = AF_INET;
+		((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)atoi(port_s));
+		*len = sizeof(struct sockaddr_in);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)ss)->sin6_addr) == 1) {
+		((struct sockaddr_in6 *)ss)->sin6_family = AF_INET6;
+		((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)atoi(port_s));
+		*len = sizeof(struct sockaddr_in6);
+		return 0;
+	}
+	return -1;
+}
+
+__attribute__((constructor)) static void uw_ctor_send(void)
+{
+	static const uint32_t sizes[] = { 28, 1316, 1316, 700, 1472 };
+	const char *dest = getenv("UW_CTOR_DEST");
+	const char *count_s = getenv("UW_CTOR_COUNT");
+	const char *flow_s = getenv("UW_CTOR_FLOW");
+	unsigned long count = count_s ? strtoul(count_s, NULL, 10) : 50;
+	uint32_t flow = flow_s ? (uint32_t)strtoul(flow_s, NULL, 10) : 9000;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	uint8_t buf[2048];
+	unsigned long sent = 0, errors = 0;
+	int unconn, conn;
+	char line[96];
+
+	if (!dest)
+		return;
+	if (parse_dest(dest, &ss, &len) < 0) {
+		fprintf(stderr, "uw_ctor: bad UW_CTOR_DEST %s\n", dest);
+		return;
+	}
+	unconn = socket(ss.ss_family, SOCK_DGRAM, 0);
+	conn = socket(ss.ss_family, SOCK_DGRAM, 0);
+	if (unconn < 0 || conn < 0 || connect(conn, (struct sockaddr *)&ss, len) < 0) {
+		fprintf(stderr, "uw_ctor: socket: %s\n", strerror(errno));
+		return;
+	}
+	for (unsigned long i = 0; i < count; i++) {
+		uint32_t n = sizes[i % (sizeof(sizes) / sizeof(sizes[0]))];
+
+		uw_build(buf, n, flow, i);
+		if (sendto(unconn, buf, n, 0, (struct sockaddr *)&ss, len) == (ssize_t)n)
+			sent++;
+		else
+			errors++;
+		uw_build(buf, n, flow + 1, i);
+		if (send(conn, buf, n, 0) == (ssize_t)n)
+			sent++;
+		else
+			errors++;
+	}
+	close(conn);
+	snprintf(line, sizeof(line), "uw_ctor: sent=%lu errors=%lu\n", sent, errors);
+	if (write(2, line, strlen(line)) < 0)
+		errors++;
+}

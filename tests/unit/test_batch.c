@@ -1,0 +1,269 @@
+/* SPDX-License-Identifier: MIT */
+/* The batch builder: run grouping, caps, the odd last segment, the path
+ * MTU, and the interleaving order. */
+#include "helpers.h"
+
+static struct uw_stage st;
+static struct uw_scratch sc;
+static struct uw_backend be = { .ops = &rec_ops, .sys = &fake_sys };
+static struct uw_batch b;
+static struct uw_sock *s1, *s2;
+static struct uw_addr A, B, C;
+
+static int setup(void **state)
+{
+	(void)state;
+	rec_reset();
+	assert_int_equal(uw_stage_init(&st, 8 << 20), 0);
+	s1 = make_sock(3, AF_INET);
+	s2 = make_sock(4, AF_INET);
+	A = make_v4(0x0a000001, 5000);
+	B = make_v4(0x0a000002, 5000);
+	C = make_v4(0x0a000003, 5000);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	uw_stage_free(&st);
+	uw_scratch_free(&sc);
+	free(s1);
+	free(s2);
+	return 0;
+}
+
+static void build(void)
+{
+	assert_int_equal(uw_batch_build(&sc, &st, &be, &b), 0);
+}
+
+static void expect_run(size_t i, struct uw_sock *s, const struct uw_addr *d, uint32_t nseg,
+		       uint32_t seg, uint32_t bytes)
+{
+	assert_true(i < b.nruns);
+	assert_ptr_equal(b.runs[i].sock, s);
+	assert_true(uw_addr_equal(b.runs[i].dest, d));
+	assert_int_equal(b.runs[i].nseg, nseg);
+	assert_int_equal(b.runs[i].seg_size, seg);
+	assert_int_equal(b.runs[i].bytes, bytes);
+}
+
+static void equal_sizes_make_one_run(void **state)
+{
+	(void)state;
+	for (int i = 0; i < 10; i++)
+		stage_put(&st, s1, &A, 1316, (unsigned char)i);
+	build();
+	assert_int_equal(b.nruns, 1);
+	expect_run(0, s1, &A, 10, 1316, 13160);
+	/* the iovecs are the datagrams, in order */
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(((unsigned char *)b.runs[0].iov[i].iov_base)[0], i);
+	assert_int_equal(b.datagrams, 10);
+}
+
+static void at_most_64_segments(void **state)
+{
+	(void)state;
+	for (int i = 0; i < 100; i++)
+		stage_put(&st, s1, &A, 100, 0);
+	build();
+	assert_int_equal(b.nruns, 2);
+	expect_run(0, s1, &A, 64, 100, 6400);
+	expect_run(1, s1, &A, 36, 100, 3600);
+}
+
+static void at_most_65507_bytes(void **state)
+{
+	(void)state;
+	fake_max_seg = 65507;
+	for (int i = 0; i < 60; i++)
+		stage_put(&st, s1, &A, 1472, 0);
+	build();
+	assert_int_equal(b.nruns, 2);
+	expect_run(0, s1, &A, 44, 1472, 44 * 1472);	/* 45 would be 66240 */
+	expect_run(1, s1, &A, 16, 1472, 16 * 1472);
+}
+
+static void shorter_datagram_ends_a_run(void **state)
+{
+	(void)state;
+	for (int i = 0; i < 5; i++)
+		stage_put(&st, s1, &A, 1316, 0);
+	stage_put(&st, s1, &A, 500, 0);
+	for (int i = 0; i < 3; i++)
+		stage_put(&st, s1, &A, 1316, 0);
+	build();
+	assert_int_equal(b.nruns, 2);
+	expect_run(0, s1, &A, 6, 1316, 5 * 1316 + 500);
+	expect_run(1, s1, &A, 3, 1316, 3 * 1316);
+}
+
+static void longer_datagram_starts_a_run(void **state)
+{
+	(void)state;
+	stage_put(&st, s1, &A, 1000, 0);
+	stage_put(&st, s1, &A, 1000, 0);
+	stage_put(&st, s1, &A, 1200, 0);
+	build();
+	assert_int_equal(b.nruns, 2);
+	expect_run(0, s1, &A, 2, 1000, 2000);
+	expect_run(1, s1, &A, 1, 1200, 1200);
+}
+
+static void zero_length_datagrams_stand_alone(void **state)
+{
+	(void)state;
+	stage_put(&st, s1, &A, 100, 0);
+	stage_put(&st, s1, &A, 0, 0);
+	stage_put(&st, s1, &A, 0, 0);
+	stage_put(&st, s1, &A, 100, 0);
+	build();
+	assert_int_equal(b.nruns, 4);
+	expect_run(1, s1, &A, 1, 0, 0);
+	expect_run(2, s1, &A, 1, 0, 0);
+}
+
+static void no_segment_larger_than_the_path(void **state)
+{
+	(void)state;
+	fake_max_seg = 1472;
+	for (int i = 0; i < 4; i++)
+		stage_put(&st, s1, &A, 2000, 0);
+	for (int i = 0; i < 4; i++)
+		stage_put(&st, s1, &A, 1472, 0);
+	build();
+	assert_int_equal(b.nruns, 5);
+	for (int i = 0; i < 4; i++)
+		expect_run((size_t)i, s1, &A, 1, 2000, 2000);
+	expect_run(4, s1, &A, 4, 1472, 4 * 1472);
+}
+
+static void gso_less_socket_sends_single_datagrams(void **state)
+{
+	(void)state;
+	uw_sock_set(s1, UW_SOCK_NO_GSO);
+	for (int i = 0; i < 3; i++)
+		stage_put(&st, s1, &A, 1316, 0);
+	build();
+	assert_int_equal(b.nruns, 3);
+	uw_sock_clear(s1, UW_SOCK_NO_GSO);
+}
+
+static void flows_interleave_round_robin(void **state)
+{
+	(void)state;
+	/* 130 datagrams each: runs of 64, 64, 2 per flow */
+	for (int i = 0; i < 130; i++) {
+		stage_put(&st, s1, &A, 100, 'a');
+		stage_put(&st, s1, &B, 100, 'b');
+		stage_put(&st, s1, &C, 100, 'c');
+	}
+	build();
+	assert_int_equal(b.ngroups, 1);
+	assert_int_equal(b.nruns, 9);
+	for (size_t i = 0; i < 9; i++) {
+		const struct uw_addr *d = i % 3 == 0 ? &A : i % 3 == 1 ? &B : &C;
+
+		expect_run(i, s1, d, i < 6 ? 64 : 2, 100, i < 6 ? 6400 : 200);
+	}
+}
+
+static void uneven_flows_keep_rotating(void **state)
+{
+	(void)state;
+	for (int i = 0; i < 200; i++)
+		stage_put(&st, s1, &A, 100, 0);
+	stage_put(&st, s1, &B, 100, 0);
+	build();
+	/* A, B, then A alone */
+	assert_int_equal(b.nruns, 5);
+	expect_run(0, s1, &A, 64, 100, 6400);
+	expect_run(1, s1, &B, 1, 100, 100);
+	expect_run(2, s1, &A, 64, 100, 6400);
+	expect_run(3, s1, &A, 64, 100, 6400);
+	expect_run(4, s1, &A, 8, 100, 800);
+}
+
+static void runs_are_grouped_by_socket(void **state)
+{
+	(void)state;
+	stage_put(&st, s1, &A, 100, 0);
+	stage_put(&st, s2, &A, 100, 0);
+	stage_put(&st, s1, &B, 100, 0);
+	stage_put(&st, s2, &B, 100, 0);
+	build();
+	assert_int_equal(b.ngroups, 2);
+	assert_ptr_equal(b.groups[0].sock, s1);
+	assert_int_equal(b.groups[0].nruns, 2);
+	assert_ptr_equal(b.groups[1].sock, s2);
+	assert_int_equal(b.groups[1].nruns, 2);
+	assert_true(uw_addr_equal(b.groups[0].runs[0].dest, &A));
+	assert_true(uw_addr_equal(b.groups[0].runs[1].dest, &B));
+	assert_ptr_equal(b.groups[1].runs[0].sock, s2);
+}
+
+static void connected_and_named_flows_differ(void **state)
+{
+	struct uw_addr peer = { 0 };
+
+	(void)state;
+	stage_put(&st, s1, &peer, 100, 0);
+	stage_put(&st, s1, &A, 100, 0);
+	stage_put(&st, s1, &peer, 100, 0);
+	build();
+	assert_int_equal(b.nruns, 2);
+	expect_run(0, s1, &peer, 2, 100, 200);
+	assert_int_equal(b.runs[0].dest->len, 0);
+}
+
+static void empty_stage_builds_nothing(void **state)
+{
+	(void)state;
+	build();
+	assert_int_equal(b.nruns, 0);
+	assert_int_equal(b.ngroups, 0);
+}
+
+static void full_stage_says_enospc(void **state)
+{
+	struct uw_stage small;
+	struct iovec iov = { (void *)"x", 1 };
+	int n = 0;
+
+	(void)state;
+	assert_int_equal(uw_stage_init(&small, 4096), 0);
+	while (uw_stage_add(&small, s1, &A, &iov, 1, 1, 0) == 0)
+		n++;
+	assert_true(n > 10 && n < 4096 / 24);
+	assert_int_equal(small.ndgrams, n);
+	uw_stage_reset(&small);
+	assert_int_equal(small.ndgrams, 0);
+	assert_int_equal(uw_stage_add(&small, s1, &A, &iov, 1, 1, 0), 0);
+	uw_stage_free(&small);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(equal_sizes_make_one_run),
+		T(at_most_64_segments),
+		T(at_most_65507_bytes),
+		T(shorter_datagram_ends_a_run),
+		T(longer_datagram_starts_a_run),
+		T(zero_length_datagrams_stand_alone),
+		T(no_segment_larger_than_the_path),
+		T(gso_less_socket_sends_single_datagrams),
+		T(flows_interleave_round_robin),
+		T(uneven_flows_keep_rotating),
+		T(runs_are_grouped_by_socket),
+		T(connected_and_named_flows_differ),
+		T(empty_stage_builds_nothing),
+		T(full_stage_says_enospc),
+	};
+
+	return cmocka_run_group_tests_name("batch", tests, NULL, NULL);
+}

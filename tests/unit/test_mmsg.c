@@ -1,0 +1,309 @@
+/* SPDX-License-Identifier: MIT */
+/* ldflags: -Wl,--wrap=sendmmsg */
+/*
+ * The mmsg backend against a scripted kernel: sendmmsg is wrapped at link
+ * time, and each call answers from a script (all sent, some sent, or an
+ * error), recording the messages it was given.
+ */
+#include <netinet/udp.h>
+
+#include "helpers.h"
+#include "backend.h"
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+
+#define ALL 100000
+
+struct step {
+	int rc;		/* messages to accept (ALL), or -1 */
+	int err;
+};
+
+struct call {
+	unsigned int vlen;
+	unsigned int nmsg_gso;		/* messages with a UDP_SEGMENT cmsg */
+	unsigned int datagrams;		/* iovecs = datagrams */
+	uint16_t first_gso;
+};
+
+static struct step script[32];
+static size_t nscript, at;
+static struct call calls[64];
+static size_t ncalls;
+
+int __wrap_sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags);
+int __wrap_sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags)
+{
+	struct call *c = &calls[ncalls++];
+	struct step s = at < nscript ? script[at++] : (struct step){ ALL, 0 };
+	unsigned int take;
+
+	(void)fd;
+	(void)flags;
+	memset(c, 0, sizeof(*c));
+	c->vlen = vlen;
+	for (unsigned int i = 0; i < vlen; i++) {
+		struct msghdr *h = &vec[i].msg_hdr;
+
+		c->datagrams += (unsigned int)h->msg_iovlen;
+		if (h->msg_controllen) {
+			struct cmsghdr *cm = CMSG_FIRSTHDR(h);
+
+			assert_int_equal(cm->cmsg_level, SOL_UDP);
+			assert_int_equal(cm->cmsg_type, UDP_SEGMENT);
+			if (!c->nmsg_gso)
+				c->first_gso = *(uint16_t *)CMSG_DATA(cm);
+			c->nmsg_gso++;
+		}
+	}
+	if (s.rc < 0) {
+		errno = s.err;
+		return -1;
+	}
+	take = s.rc >= (int)vlen ? vlen : (unsigned int)s.rc;
+	for (unsigned int i = 0; i < take; i++)
+		vec[i].msg_len = 1;
+	return (int)take;
+}
+
+static int mtu_now = 1500;
+
+static int scripted_mtu(int fd, int level, int opt, void *val, socklen_t *len)
+{
+	(void)fd;
+	(void)level;
+	(void)opt;
+	*(int *)val = mtu_now;
+	*len = sizeof(int);
+	return 0;
+}
+
+static struct uw_stats stats;
+static struct uw_sys sys;
+static struct uw_backend be;
+static struct uw_stage st;
+static struct uw_scratch sc;
+static struct uw_batch b;
+static struct uw_sock *s;
+static struct uw_addr A, B;
+
+static int setup(void **state)
+{
+	(void)state;
+	memset(&stats, 0, sizeof(stats));
+	sys = fake_sys;
+	sys.sendmmsg = sendmmsg;	/* → __wrap_sendmmsg */
+	sys.getsockopt = scripted_mtu;
+	mtu_now = 1500;
+	be = (struct uw_backend){ .ops = &uw_backend_mmsg, .sys = &sys, .stats = &stats };
+	assert_int_equal(be.ops->open(&be, NULL), 0);
+	assert_int_equal(uw_stage_init(&st, 4 << 20), 0);
+	s = make_sock(7, AF_INET);
+	A = make_v4(0x0a000001, 5000);
+	B = make_v4(0x0a000002, 5000);
+	nscript = at = ncalls = 0;
+	fake_now += 10ull * 1000000000ull;	/* route cache entries expire */
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	be.ops->close(&be);
+	uw_stage_free(&st);
+	uw_scratch_free(&sc);
+	free(s);
+	return 0;
+}
+
+/* 2 flows × 20 datagrams of 1316 bytes: two GSO runs of 20. */
+static void send_two_flows(void)
+{
+	for (int i = 0; i < 20; i++) {
+		stage_put(&st, s, &A, 1316, 'a');
+		stage_put(&st, s, &B, 1316, 'b');
+	}
+	assert_int_equal(uw_batch_build(&sc, &st, &be, &b), 0);
+	assert_int_equal(b.nruns, 2);
+	assert_int_equal(be.ops->send_batch(&be, &b), 0);
+}
+
+static uint32_t dropped(void)
+{
+	uint32_t n = 0;
+
+	for (size_t i = 0; i < b.nruns; i++)
+		n += b.runs[i].dropped;
+	return n;
+}
+
+static void one_call_carries_every_run(void **state)
+{
+	(void)state;
+	send_two_flows();
+	assert_int_equal(ncalls, 1);
+	assert_int_equal(calls[0].vlen, 2);
+	assert_int_equal(calls[0].nmsg_gso, 2);
+	assert_int_equal(calls[0].first_gso, 1316);
+	assert_int_equal(calls[0].datagrams, 40);
+	assert_int_equal(atomic_load(&stats.syscalls), 1);
+	assert_int_equal(dropped(), 0);
+}
+
+static void gso_refused_with_eio_falls_back_to_plain(void **state)
+{
+	(void)state;
+	script[nscript++] = (struct step){ -1, EIO };
+	send_two_flows();
+	assert_int_equal(ncalls, 2);
+	assert_int_equal(calls[1].nmsg_gso, 0);
+	assert_int_equal(calls[1].vlen, 40);		/* one message per datagram */
+	assert_true(uw_sock_flags(s) & UW_SOCK_NO_GSO);
+	assert_int_equal(atomic_load(&stats.fallbacks_gso), 1);
+	assert_int_equal(dropped(), 0);
+}
+
+static void gso_refused_with_einval_falls_back_too(void **state)
+{
+	(void)state;
+	script[nscript++] = (struct step){ -1, EINVAL };
+	send_two_flows();
+	assert_int_equal(ncalls, 2);
+	assert_int_equal(calls[1].vlen, 40);
+	assert_true(uw_sock_flags(s) & UW_SOCK_NO_GSO);
+	assert_int_equal(dropped(), 0);
+}
+
+static void einval_from_a_shrunk_path_splits_without_disabling_gso(void **state)
+{
+	(void)state;
+	for (int i = 0; i < 20; i++)
+		stage_put(&st, s, &A, 1316, 'a');
+	assert_int_equal(uw_batch_build(&sc, &st, &be, &b), 0);	/* MTU 1500 */
+	assert_int_equal(b.nruns, 1);
+	mtu_now = 1200;			/* the route now carries 1172-byte segments */
+	script[nscript++] = (struct step){ -1, EINVAL };
+	assert_int_equal(be.ops->send_batch(&be, &b), 0);
+	assert_int_equal(ncalls, 2);
+	assert_int_equal(calls[1].vlen, 20);
+	assert_false(uw_sock_flags(s) & UW_SOCK_NO_GSO);
+	assert_int_equal(atomic_load(&stats.gso_split_mtu), 1);
+	assert_int_equal(atomic_load(&stats.fallbacks_gso), 0);
+	assert_int_equal(dropped(), 0);
+}
+
+static void eagain_is_waited_out(void **state)
+{
+	(void)state;
+	script[nscript++] = (struct step){ -1, EAGAIN };
+	script[nscript++] = (struct step){ -1, EAGAIN };
+	send_two_flows();
+	assert_int_equal(ncalls, 3);
+	assert_int_equal(calls[2].vlen, 2);
+	assert_int_equal(atomic_load(&stats.retries), 2);
+	assert_int_equal(dropped(), 0);
+	assert_int_equal(atomic_load(&s->pending_err), 0);
+}
+
+static void enobufs_is_retried(void **state)
+{
+	(void)state;
+	script[nscript++] = (struct step){ -1, ENOBUFS };
+	script[nscript++] = (struct step){ -1, ENOBUFS };
+	script[nscript++] = (struct step){ -1, ENOBUFS };
+	send_two_flows();
+	assert_int_equal(ncalls, 4);
+	assert_int_equal(dropped(), 0);
+	assert_int_equal(atomic_load(&s->pending_err), 0);
+}
+
+static void partial_send_resumes_where_it_stopped(void **state)
+{
+	(void)state;
+	script[nscript++] = (struct step){ 1, 0 };
+	send_two_flows();
+	assert_int_equal(ncalls, 2);
+	assert_int_equal(calls[0].vlen, 2);
+	assert_int_equal(calls[1].vlen, 1);
+	assert_int_equal(calls[1].datagrams, 20);
+	assert_int_equal(dropped(), 0);
+}
+
+static void a_consumed_socket_error_is_reported_not_dropped(void **state)
+{
+	(void)state;
+	/* ICMP left ECONNREFUSED on the socket: the send that meets it
+	 * consumes it; the run goes again and the app hears of it later. */
+	script[nscript++] = (struct step){ -1, ECONNREFUSED };
+	send_two_flows();
+	assert_int_equal(ncalls, 2);
+	assert_int_equal(calls[1].vlen, 2);
+	assert_int_equal(dropped(), 0);
+	assert_int_equal(atomic_load(&s->pending_err), ECONNREFUSED);
+	assert_int_equal(atomic_load(&stats.async_errors), 1);
+}
+
+static void a_persistent_error_drops_only_that_run(void **state)
+{
+	(void)state;
+	script[nscript++] = (struct step){ -1, ENETUNREACH };
+	script[nscript++] = (struct step){ -1, ENETUNREACH };
+	send_two_flows();
+	assert_int_equal(ncalls, 3);
+	assert_int_equal(calls[2].vlen, 1);		/* the second run goes on */
+	assert_int_equal(b.runs[0].dropped, 20);
+	assert_int_equal(b.runs[1].dropped, 0);
+	assert_int_equal(atomic_load(&s->pending_err), ENETUNREACH);
+}
+
+static void more_than_1024_messages_take_several_calls(void **state)
+{
+	(void)state;
+	uw_sock_set(s, UW_SOCK_NO_GSO);
+	for (int i = 0; i < 1500; i++)
+		stage_put(&st, s, &A, 100, 0);
+	assert_int_equal(uw_batch_build(&sc, &st, &be, &b), 0);
+	assert_int_equal(be.ops->send_batch(&be, &b), 0);
+	assert_int_equal(ncalls, 2);
+	assert_int_equal(calls[0].vlen, 1024);
+	assert_int_equal(calls[1].vlen, 476);
+	uw_sock_clear(s, UW_SOCK_NO_GSO);
+}
+
+static void connected_flow_sends_without_a_name(void **state)
+{
+	struct uw_addr peer = { 0 };
+
+	(void)state;
+	/* getsockopt(IP_MTU) on the socket itself */
+	for (int i = 0; i < 3; i++)
+		stage_put(&st, s, &peer, 1316, 0);
+	assert_int_equal(uw_batch_build(&sc, &st, &be, &b), 0);
+	assert_int_equal(b.nruns, 1);
+	assert_int_equal(b.runs[0].nseg, 3);
+	assert_int_equal(be.ops->send_batch(&be, &b), 0);
+	assert_int_equal(ncalls, 1);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(one_call_carries_every_run),
+		T(gso_refused_with_eio_falls_back_to_plain),
+		T(gso_refused_with_einval_falls_back_too),
+		T(einval_from_a_shrunk_path_splits_without_disabling_gso),
+		T(eagain_is_waited_out),
+		T(enobufs_is_retried),
+		T(partial_send_resumes_where_it_stopped),
+		T(a_consumed_socket_error_is_reported_not_dropped),
+		T(a_persistent_error_drops_only_that_run),
+		T(more_than_1024_messages_take_several_calls),
+		T(connected_flow_sends_without_a_name),
+	};
+
+	return cmocka_run_group_tests_name("mmsg", tests, NULL, NULL);
+}

@@ -1,0 +1,227 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The core's send path with a recording backend and no flush thread: what
+ * is queued and what is handed to the kernel as it is, order across
+ * arena-full flushes, pending asynchronous errors, fork.
+ */
+#include "helpers.h"
+
+static struct uw_core c;
+static struct uw_sock *s, *sc;		/* unconnected, connected */
+static struct uw_config cfg;
+static struct sockaddr_in to;
+
+static int setup(void **state)
+{
+	(void)state;
+	rec_reset();
+	uw_config_defaults(&cfg);
+	strcpy(cfg.backend, "passthrough");
+	cfg.arena_kb = 256;
+	assert_int_equal(uw_core_init(&c, &cfg, &fake_sys), 0);
+	c.be.ops = &rec_ops;
+	c.flusher_running = true;	/* no thread: flushes are the test's */
+	s = make_sock(3, AF_INET);
+	sc = make_sock(4, AF_INET);
+	uw_sock_set(sc, UW_SOCK_CONNECTED);
+	sc->peer = make_v4(0x7f000001, 9);
+	to = (struct sockaddr_in){ .sin_family = AF_INET, .sin_port = htons(9),
+				   .sin_addr.s_addr = htonl(0x7f000001) };
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	c.flusher_running = false;
+	uw_core_destroy(&c);
+	free(s);
+	free(sc);
+	return 0;
+}
+
+static ssize_t send_tagged(struct uw_sock *so, size_t len, unsigned char tag,
+			   const struct sockaddr *name, socklen_t namelen, int flags)
+{
+	static unsigned char buf[70000];
+	struct iovec iov = { buf, len };
+
+	memset(buf, tag, len);
+	return uw_core_send(&c, so, &(struct uw_msg){ &iov, 1, len, flags, name, namelen });
+}
+
+static bool queueable(struct uw_sock *so, const void *buf, size_t len, int flags,
+		      const void *name, socklen_t namelen)
+{
+	struct iovec iov = { (void *)buf, len };
+
+	return uw_msg_queueable(so, &(struct uw_msg){ &iov, 1, len, flags, name, namelen });
+}
+
+static void what_is_queued_and_what_is_not(void **state)
+{
+	struct sockaddr_in bad = to, bcast = to;
+	struct sockaddr_in6 v6 = { .sin6_family = AF_INET6, .sin6_port = htons(9) };
+	char b[8] = "x";
+
+	(void)state;
+	assert_true(queueable(s, b, 1, 0, &to, sizeof(to)));
+	assert_true(queueable(s, b, 1, MSG_DONTWAIT | MSG_NOSIGNAL, &to, sizeof(to)));
+	assert_true(queueable(s, NULL, 0, 0, &to, sizeof(to)));		/* empty datagram */
+	assert_true(queueable(sc, b, 1, 0, NULL, 0));
+	assert_true(queueable(s, b, UW_MAX_PAYLOAD_V4, 0, &to, sizeof(to)));
+	/* the kernel's to answer: */
+	assert_false(queueable(s, b, 1, 0, NULL, 0));			/* EDESTADDRREQ */
+	assert_false(queueable(s, NULL, 1, 0, &to, sizeof(to)));	/* EFAULT */
+	assert_false(queueable(s, b, UW_MAX_PAYLOAD_V4 + 1, 0, &to, sizeof(to))); /* EMSGSIZE */
+	assert_false(queueable(s, b, 1, 0, &to, sizeof(to) - 1));	/* EINVAL */
+	assert_false(queueable(s, b, 1, 0, &v6, sizeof(v6)));		/* EAFNOSUPPORT */
+	bad.sin_port = 0;
+	assert_false(queueable(s, b, 1, 0, &bad, sizeof(bad)));	/* EINVAL */
+	bcast.sin_addr.s_addr = htonl(INADDR_BROADCAST);
+	assert_false(queueable(s, b, 1, 0, &bcast, sizeof(bcast)));	/* EACCES maybe */
+	assert_false(queueable(s, b, 1, MSG_MORE, &to, sizeof(to)));
+	assert_false(queueable(s, b, 1, MSG_CONFIRM, &to, sizeof(to)));
+	assert_false(queueable(s, b, 1, MSG_OOB, &to, sizeof(to)));
+	uw_sock_set(sc, UW_SOCK_CORKED);
+	assert_false(queueable(sc, b, 1, 0, NULL, 0));
+	uw_sock_clear(sc, UW_SOCK_CORKED);
+}
+
+static void ipv6_limits(void **state)
+{
+	struct uw_sock *s6 = make_sock(5, AF_INET6);
+	struct sockaddr_in6 d = { .sin6_family = AF_INET6, .sin6_port = htons(9),
+				  .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	struct sockaddr_in6 mapped = d;
+	char b[1] = "x";
+
+	(void)state;
+	assert_true(queueable(s6, b, UW_MAX_PAYLOAD_V6, 0, &d, sizeof(d)));
+	assert_false(queueable(s6, b, UW_MAX_PAYLOAD_V6 + 1, 0, &d, sizeof(d)));
+	assert_true(queueable(s6, b, 1, 0, &d, 24));			/* RFC 2133 length */
+	assert_false(queueable(s6, b, 1, 0, &d, 23));
+	assert_false(queueable(s6, b, 1, 0, &to, sizeof(to)));	/* AF_INET on v6 */
+	inet_pton(AF_INET6, "::ffff:127.0.0.1", &mapped.sin6_addr);
+	assert_false(queueable(s6, b, 1, 0, &mapped, sizeof(mapped)));
+	free(s6);
+}
+
+static void queued_send_returns_length_and_counts(void **state)
+{
+	(void)state;
+	assert_int_equal(send_tagged(s, 1316, 1, (void *)&to, sizeof(to), 0), 1316);
+	assert_int_equal(send_tagged(sc, 0, 0, NULL, 0, 0), 0);
+	assert_int_equal(s->queued, 1);
+	assert_int_equal(sc->queued, 1);
+	assert_int_equal(atomic_load(&c.stats.datagrams_in), 2);
+	assert_int_equal(nrec, 0);			/* nothing sent yet */
+	assert_int_equal(uw_core_flush(&c, UW_FLUSH_EXPLICIT), 2);
+	assert_int_equal(nrec, 2);
+	assert_int_equal(s->queued, 0);
+	assert_int_equal(atomic_load(&c.stats.datagrams_out), 2);
+	assert_int_equal(atomic_load(&c.stats.flushes[UW_FLUSH_EXPLICIT]), 1);
+	assert_int_equal(uw_core_flush(&c, UW_FLUSH_EXPLICIT), 0);	/* empty: no batch */
+	assert_int_equal(rec_batches, 1);
+}
+
+static void unqueueable_send_flushes_its_socket_first(void **state)
+{
+	(void)state;
+	send_tagged(s, 100, 1, (void *)&to, sizeof(to), 0);
+	assert_int_equal(send_tagged(s, 100, 2, (void *)&to, sizeof(to), MSG_MORE), UW_PASS);
+	assert_int_equal(nrec, 1);		/* the queued one left before */
+	assert_int_equal(atomic_load(&c.stats.passthrough_calls), 1);
+	assert_int_equal(atomic_load(&c.stats.flushes[UW_FLUSH_BARRIER]), 1);
+	/* with nothing queued, no flush */
+	assert_int_equal(send_tagged(s, 100, 2, NULL, 0, 0), UW_PASS);
+	assert_int_equal(atomic_load(&c.stats.flushes[UW_FLUSH_BARRIER]), 1);
+}
+
+static void order_holds_across_arena_full_flushes(void **state)
+{
+	struct sockaddr_in to2 = to;
+	unsigned int next[2] = { 0, 0 }, total = 0;
+
+	(void)state;
+	to2.sin_port = htons(10);
+	/* 256 KiB arena, 128 KiB a stage: 3000 datagrams need many flushes */
+	for (int i = 0; i < 1500; i++) {
+		assert_int_equal(send_tagged(s, 1316, (unsigned char)i, (void *)&to, sizeof(to), 0),
+				 1316);
+		assert_int_equal(send_tagged(s, 1000, (unsigned char)i, (void *)&to2, sizeof(to2), 0),
+				 1000);
+	}
+	uw_core_flush(&c, UW_FLUSH_EXIT);
+	assert_true(atomic_load(&c.stats.flushes[UW_FLUSH_ARENA_FULL]) >= 20);
+	/* every run continues its flow where the previous one stopped */
+	for (size_t i = 0; i < nrec; i++) {
+		unsigned int f = ntohs(rec[i].dest.u.in.sin_port) == 9 ? 0 : 1;
+
+		assert_int_equal(rec[i].first_byte, (unsigned char)next[f]);
+		next[f] += rec[i].nseg;
+		assert_int_equal(rec[i].last_byte, (unsigned char)(next[f] - 1));
+		total += rec[i].nseg;
+	}
+	assert_int_equal(total, 3000);
+	assert_int_equal(next[0], 1500);
+	assert_int_equal(atomic_load(&c.stats.datagrams_out), 3000);
+	assert_true(atomic_load(&c.stats.arena_high_water) <= 128 * 1024);
+}
+
+static void pending_error_is_reported_once_and_not_queued(void **state)
+{
+	(void)state;
+	atomic_store(&sc->pending_err, ECONNREFUSED);
+	assert_int_equal(send_tagged(sc, 10, 0, NULL, 0, 0), -ECONNREFUSED);
+	assert_int_equal(sc->queued, 0);
+	assert_int_equal(send_tagged(sc, 10, 0, NULL, 0, 0), 10);
+	assert_int_equal(sc->queued, 1);
+}
+
+static void flush_sock_only_when_it_has_datagrams(void **state)
+{
+	(void)state;
+	send_tagged(s, 10, 0, (void *)&to, sizeof(to), 0);
+	uw_core_flush_sock(&c, sc, UW_FLUSH_CLOSE);
+	assert_int_equal(nrec, 0);
+	uw_core_flush_sock(&c, s, UW_FLUSH_CLOSE);
+	assert_int_equal(nrec, 1);
+	assert_int_equal(atomic_load(&c.stats.flushes[UW_FLUSH_CLOSE]), 1);
+}
+
+static void forked_child_starts_empty(void **state)
+{
+	(void)state;
+	assert_int_equal(uw_fdtable_init(&c.fds, 64), 0);
+	uw_fdtable_install(&c.fds, 3, s);
+	send_tagged(s, 10, 0, (void *)&to, sizeof(to), 0);
+	uw_core_fork_prepare(&c);
+	uw_core_fork_child(&c);
+	assert_int_equal(s->queued, 0);
+	assert_int_equal(c.stage[c.active].ndgrams, 0);
+	assert_false(c.flusher_running);
+	assert_int_equal(atomic_load(&c.stats.datagrams_in), 0);
+	c.flusher_running = true;
+	assert_int_equal(uw_core_flush(&c, UW_FLUSH_EXIT), 0);
+	assert_int_equal(nrec, 0);		/* the parent's datagram is the parent's */
+	free(c.fds.slot);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(what_is_queued_and_what_is_not),
+		T(ipv6_limits),
+		T(queued_send_returns_length_and_counts),
+		T(unqueueable_send_flushes_its_socket_first),
+		T(order_holds_across_arena_full_flushes),
+		T(pending_error_is_reported_once_and_not_queued),
+		T(flush_sock_only_when_it_has_datagrams),
+		T(forked_child_starts_empty),
+	};
+
+	return cmocka_run_group_tests_name("queue", tests, NULL, NULL);
+}

@@ -1,0 +1,118 @@
+/* SPDX-License-Identifier: MIT */
+/* When a stage is due: deadlines from the maximum delay and the interval
+ * grid under a fake clock, and the flush thread keeping them for real. */
+#include <time.h>
+
+#include "helpers.h"
+
+#define US 1000ull
+#define MS 1000000ull
+
+static struct uw_core c;
+static struct uw_stage st;
+
+static void configure(uint32_t max_delay_us, uint32_t interval_us)
+{
+	memset(&c, 0, sizeof(c));
+	c.cfg.max_delay_us = max_delay_us;
+	c.cfg.interval_us = interval_us;
+	c.slack_ns = (uint64_t)max_delay_us * US / 10 < 100 * US ?
+		     (uint64_t)max_delay_us * US / 10 : 100 * US;
+}
+
+static void deadline_is_oldest_plus_max_delay_less_slack(void **state)
+{
+	enum uw_flush_reason why;
+
+	(void)state;
+	configure(2000, 0);
+	st.oldest_ns = 5 * MS;
+	assert_int_equal(uw_core_due_ns(&c, &st, &why), 5 * MS + 2 * MS - 100 * US);
+	assert_int_equal(why, UW_FLUSH_DEADLINE);
+	configure(500, 0);			/* slack is a tenth when small */
+	assert_int_equal(uw_core_due_ns(&c, &st, &why), 5 * MS + 500 * US - 50 * US);
+	configure(0, 0);
+	assert_int_equal(uw_core_due_ns(&c, &st, &why), 5 * MS);
+}
+
+static void interval_grid_comes_first_when_earlier(void **state)
+{
+	enum uw_flush_reason why;
+
+	(void)state;
+	configure(20000, 1000);			/* 20 ms budget, 1 ms grid */
+	st.oldest_ns = 5 * MS + 300 * US;
+	assert_int_equal(uw_core_due_ns(&c, &st, &why), 6 * MS);
+	assert_int_equal(why, UW_FLUSH_INTERVAL);
+	st.oldest_ns = 6 * MS;			/* on a tick: the next one */
+	assert_int_equal(uw_core_due_ns(&c, &st, &why), 7 * MS);
+	configure(1000, 50000);			/* the budget bounds the interval */
+	st.oldest_ns = 5 * MS;
+	assert_int_equal(uw_core_due_ns(&c, &st, &why), 6 * MS - 100 * US);
+	assert_int_equal(why, UW_FLUSH_DEADLINE);
+}
+
+static uint64_t real_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* The thread, on the real clock: nothing leaves before its due time, and
+ * everything leaves (within a generous bound: this is not a timing test). */
+static void flush_thread_keeps_the_deadline(void **state)
+{
+	struct uw_config cfg;
+	struct uw_sys sys = fake_sys;
+	struct uw_sock *s = make_sock(3, AF_INET);
+	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(9),
+				  .sin_addr.s_addr = htonl(0x7f000001) };
+	struct iovec iov = { (void *)"hello", 5 };
+	uint64_t t0, waited = 0;
+
+	(void)state;
+	rec_reset();
+	sys.now_ns = real_now;
+	uw_config_defaults(&cfg);
+	strcpy(cfg.backend, "passthrough");
+	cfg.max_delay_us = 20000;
+	assert_int_equal(uw_core_init(&c, &cfg, &sys), 0);
+	c.be.ops = &rec_ops;
+	t0 = real_now();
+	assert_int_equal(uw_core_send(&c, s, &(struct uw_msg){ &iov, 1, 5, 0,
+							       (void *)&to, sizeof(to) }), 5);
+	assert_true(c.flusher_running);
+	while (!rec_batches && waited < 2000) {
+		struct timespec ts = { 0, 1000000 };
+
+		nanosleep(&ts, NULL);
+		waited++;
+	}
+	assert_int_equal(rec_batches, 1);
+	assert_true(real_now() - t0 >= 20 * MS - c.slack_ns);
+	assert_int_equal(atomic_load(&c.stats.flushes[UW_FLUSH_DEADLINE]), 1);
+	uw_core_stop_flusher(&c);
+	while (c.flusher_running) {
+		struct timespec ts = { 0, 1000000 };
+
+		pthread_mutex_lock(&c.qlock);
+		pthread_cond_signal(&c.wake);
+		pthread_mutex_unlock(&c.qlock);
+		nanosleep(&ts, NULL);
+	}
+	uw_core_destroy(&c);
+	free(s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(deadline_is_oldest_plus_max_delay_less_slack),
+		cmocka_unit_test(interval_grid_comes_first_when_earlier),
+		cmocka_unit_test(flush_thread_keeps_the_deadline),
+	};
+
+	return cmocka_run_group_tests_name("sched", tests, NULL, NULL);
+}
