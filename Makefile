@@ -80,8 +80,14 @@ deps:
 unit: $(UNIT_BIN)
 	@bash scripts/run-unit.sh $(UNIT_BIN)
 
+# Under a sanitizer the runtime must come first in LD_PRELOAD; the host
+# programs' own leaks are not ours to report.
+SAN_RT   := $(if $(findstring address,$(SAN)),$(shell $(CC) -print-file-name=libasan.so) ,)$(if $(findstring thread,$(SAN)),$(shell $(CC) -print-file-name=libtsan.so) ,)
 integration: all
-	cd tests/integration && UDPWEAVE_BUILD=$(abspath $(B)) $(PYTEST) -q -ra $(PYTEST_ARGS)
+	cd tests/integration && UW_TEST_BUILD=$(abspath $(B)) \
+		UW_TEST_PRELOAD="$(SAN_RT)$(abspath $(B))/libudpweave.so" \
+		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0 \
+		$(PYTEST) -q -ra $(PYTEST_ARGS)
 
 test: deps
 	$(MAKE) all

@@ -120,7 +120,7 @@ struct rec_run {
 
 static struct rec_run rec[REC_MAX];
 static size_t nrec;
-static size_t rec_batches;
+static _Atomic size_t rec_batches;
 static uint32_t fake_max_seg = 1472;
 
 static int rec_open(struct uw_backend *be, const struct uw_config *cfg)

@@ -14,6 +14,19 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
+	/* installed sockets: unlink every fd naming one, then free it once */
+	for (int fd = 0; fd < t.nslots; fd++) {
+		uintptr_t v = uw_fdtable_peek(&t, fd);
+
+		if (v > UW_FD_FOREIGN) {
+			struct uw_sock *s = (struct uw_sock *)v;
+
+			for (int o = fd; o < t.nslots; o++)
+				if (uw_fdtable_peek(&t, o) == v)
+					uw_fdtable_install(&t, o, NULL);
+			free(s);
+		}
+	}
 	free(t.slot);
 	while (t.free_list) {
 		struct uw_sock *s = t.free_list;
@@ -106,7 +119,9 @@ static void adopt_installs_only_over_unknown(void **state)
 	assert_int_equal(b->refs, 0);
 	uw_sock_discard(&t, b);
 	uw_fdtable_mark_foreign(&t, 20);
-	assert_null(uw_fdtable_adopt(&t, 20, uw_sock_new(&t, 20, AF_INET)));
+	b = uw_sock_new(&t, 20, AF_INET);
+	assert_null(uw_fdtable_adopt(&t, 20, b));
+	uw_sock_discard(&t, b);
 }
 
 static void fds_beyond_the_table_are_foreign(void **state)

@@ -83,8 +83,10 @@ static void flush_thread_keeps_the_deadline(void **state)
 	t0 = real_now();
 	assert_int_equal(uw_core_send(&c, s, &(struct uw_msg){ &iov, 1, 5, 0,
 							       (void *)&to, sizeof(to) }), 5);
+	pthread_mutex_lock(&c.qlock);
 	assert_true(c.flusher_running);
-	while (!rec_batches && waited < 2000) {
+	pthread_mutex_unlock(&c.qlock);
+	while (!atomic_load(&rec_batches) && waited < 2000) {
 		struct timespec ts = { 0, 1000000 };
 
 		nanosleep(&ts, NULL);
@@ -94,10 +96,11 @@ static void flush_thread_keeps_the_deadline(void **state)
 	assert_true(real_now() - t0 >= 20 * MS - c.slack_ns);
 	assert_int_equal(atomic_load(&c.stats.flushes[UW_FLUSH_DEADLINE]), 1);
 	uw_core_stop_flusher(&c);
-	while (c.flusher_running) {
+	for (bool running = true; running;) {
 		struct timespec ts = { 0, 1000000 };
 
 		pthread_mutex_lock(&c.qlock);
+		running = c.flusher_running;
 		pthread_cond_signal(&c.wake);
 		pthread_mutex_unlock(&c.qlock);
 		nanosleep(&ts, NULL);
