@@ -17,6 +17,29 @@
 
 #include "uw.h"
 
+/*
+ * Set while this thread is inside the library holding, or about to take, a
+ * lock. send() is async-signal-safe: a signal handler that sends while its
+ * thread is in here must not wait for a lock that thread holds, so a
+ * re-entered call goes straight to the kernel.
+ */
+static __thread unsigned int uw_in_core __attribute__((tls_model("initial-exec")));
+
+static bool core_enter(int *cs)
+{
+	if (uw_in_core)
+		return false;
+	uw_in_core++;
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, cs);
+	return true;
+}
+
+static void core_leave(int cs)
+{
+	pthread_setcancelstate(cs, NULL);
+	uw_in_core--;
+}
+
 /* ---- addresses ---------------------------------------------------------- */
 
 void uw_addr_from_sockaddr(struct uw_addr *a, const struct sockaddr *sa, socklen_t len)
@@ -312,7 +335,8 @@ long uw_core_flush(struct uw_core *c, enum uw_flush_reason why)
 	long n;
 	int cs;
 
-	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
+	if (!core_enter(&cs))
+		return 0;
 	pthread_mutex_lock(&c->flock);
 	pthread_mutex_lock(&c->qlock);
 	stg = &c->stage[c->active];
@@ -329,7 +353,7 @@ long uw_core_flush(struct uw_core *c, enum uw_flush_reason why)
 		uw_stage_reset(stg);
 	}
 	pthread_mutex_unlock(&c->flock);
-	pthread_setcancelstate(cs, NULL);
+	core_leave(cs);
 	return n;
 }
 
@@ -338,13 +362,14 @@ void uw_core_flush_sock(struct uw_core *c, struct uw_sock *s, enum uw_flush_reas
 	uint32_t q;
 	int cs;
 
-	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
+	if (!core_enter(&cs))
+		return;
 	pthread_mutex_lock(&c->qlock);
 	q = s->queued;
 	pthread_mutex_unlock(&c->qlock);
+	core_leave(cs);
 	if (q)
 		uw_core_flush(c, why);
-	pthread_setcancelstate(cs, NULL);
 }
 
 /* A socket the kernel never bound gets its ephemeral port now, as its first
@@ -379,6 +404,8 @@ ssize_t uw_core_send(struct uw_core *c, struct uw_sock *s, const struct uw_msg *
 	bool was_empty;
 	int err, cs;
 
+	if (uw_in_core)		/* a signal handler interrupted the library */
+		return UW_PASS;
 	if (!uw_msg_queueable(s, m)) {
 		uw_core_flush_sock(c, s, UW_FLUSH_BARRIER);
 		uw_stat_add(&c->stats.passthrough_calls, 1);
@@ -390,8 +417,11 @@ ssize_t uw_core_send(struct uw_core *c, struct uw_sock *s, const struct uw_msg *
 	if (!(uw_sock_flags(s) & UW_SOCK_BOUND))
 		ensure_bound(c, s);
 	uw_addr_from_sockaddr(&dest, m->name, m->namelen);
+	/* sendto() naming the connected peer is the same flow as send(). */
+	if (dest.len && (uw_sock_flags(s) & UW_SOCK_CONNECTED) && uw_addr_equal(&dest, &s->peer))
+		dest.len = 0;
 
-	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
+	core_enter(&cs);
 	pthread_mutex_lock(&c->qlock);
 	for (;;) {
 		stg = &c->stage[c->active];
@@ -400,7 +430,9 @@ ssize_t uw_core_send(struct uw_core *c, struct uw_sock *s, const struct uw_msg *
 		if (err != -ENOSPC)
 			break;
 		pthread_mutex_unlock(&c->qlock);
+		core_leave(cs);
 		uw_core_flush(c, UW_FLUSH_ARENA_FULL);
+		core_enter(&cs);
 		pthread_mutex_lock(&c->qlock);
 	}
 	s->queued++;
@@ -411,9 +443,9 @@ ssize_t uw_core_send(struct uw_core *c, struct uw_sock *s, const struct uw_msg *
 	if (was_empty && c->flusher_idle)
 		pthread_cond_signal(&c->wake);
 	pthread_mutex_unlock(&c->qlock);
+	core_leave(cs);
 	if (c->flusher_failed)
 		uw_core_flush(c, UW_FLUSH_DEADLINE);
-	pthread_setcancelstate(cs, NULL);
 	return (ssize_t)m->len;
 }
 

@@ -81,9 +81,17 @@ struct uw_sock *uw_classify(int fd)
 /* fd is going away (close, dup2 over it): its datagrams leave first. */
 void uw_fd_closing(int fd)
 {
-	int saved = errno;
-	struct uw_sock *s = uw_fdtable_install(&uw_core.fds, fd, NULL);
-	int other;
+	uintptr_t v = uw_fdtable_peek(&uw_core.fds, fd);
+	int saved = errno, other;
+	struct uw_sock *s;
+
+	if (v == UW_FD_UNKNOWN || (unsigned)fd >= (unsigned)uw_core.fds.nslots)
+		return;
+	if (v == UW_FD_FOREIGN) {	/* the next fd of this number starts afresh */
+		atomic_compare_exchange_strong(&uw_core.fds.slot[fd], &v, UW_FD_UNKNOWN);
+		return;
+	}
+	s = uw_fdtable_install(&uw_core.fds, fd, NULL);
 
 	if (s) {
 		uw_core_flush_sock(&uw_core, s, UW_FLUSH_CLOSE);

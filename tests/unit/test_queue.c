@@ -169,6 +169,20 @@ static void order_holds_across_arena_full_flushes(void **state)
 	assert_true(atomic_load(&c.stats.arena_high_water) <= 128 * 1024);
 }
 
+static void sendto_the_peer_is_the_same_flow_as_send(void **state)
+{
+	(void)state;
+	for (int i = 0; i < 6; i++)
+		send_tagged(sc, 100, (unsigned char)i, i % 2 ? (void *)&to : NULL,
+			    i % 2 ? sizeof(to) : 0, 0);
+	uw_core_flush(&c, UW_FLUSH_EXPLICIT);
+	assert_int_equal(nrec, 1);		/* one flow, one run, in order */
+	assert_int_equal(rec[0].nseg, 6);
+	assert_int_equal(rec[0].dest.len, 0);
+	assert_int_equal(rec[0].first_byte, 0);
+	assert_int_equal(rec[0].last_byte, 5);
+}
+
 static void pending_error_is_reported_once_and_not_queued(void **state)
 {
 	(void)state;
@@ -218,6 +232,7 @@ int main(void)
 		T(queued_send_returns_length_and_counts),
 		T(unqueueable_send_flushes_its_socket_first),
 		T(order_holds_across_arena_full_flushes),
+		T(sendto_the_peer_is_the_same_flow_as_send),
 		T(pending_error_is_reported_once_and_not_queued),
 		T(flush_sock_only_when_it_has_datagrams),
 		T(forked_child_starts_empty),
