@@ -7,14 +7,21 @@
  * errno and the flow keeps its order.
  */
 #include <limits.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "preload.h"
 
+/* send() and its kin are cancellation points; a queued send makes no
+ * system call, so it acts on a pending cancellation at its entry, before
+ * anything is queued, as the kernel call would have. */
 static ssize_t submit(struct uw_sock *s, const struct uw_msg *m)
 {
 	int saved = errno;
-	ssize_t rc = uw_core_send(&uw_core, s, m);
+	ssize_t rc;
+
+	pthread_testcancel();
+	rc = uw_core_send(&uw_core, s, m);
 
 	if (rc == UW_PASS) {
 		errno = saved;
@@ -147,6 +154,7 @@ static int queue_mmsg(int (*real_fn)(int, struct mmsghdr *, unsigned int, int),
 		return real_fn(fd, vec, vlen, flags);
 	if (vlen > UW_UIO_MAXIOV)
 		vlen = UW_UIO_MAXIOV;
+	pthread_testcancel();
 	for (i = 0; i < vlen; i++) {
 		struct uw_msg m;
 		ssize_t rc = UW_PASS;
