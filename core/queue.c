@@ -122,7 +122,7 @@ static struct uw_flow *stage_find(struct uw_stage *st, uint32_t bucket, struct u
 }
 
 int uw_stage_add(struct uw_stage *st, struct uw_sock *s, const struct uw_addr *dest,
-		 const struct iovec *iov, size_t iovlen, size_t len, uint64_t now_ns)
+		 const struct iovec *iov, size_t iovlen, size_t len, uint64_t (*now_ns)(void))
 {
 	uint32_t bucket = (uw_addr_hash(dest) ^ (uint32_t)((uintptr_t)s >> 4)) %
 			  UW_FLOW_BUCKETS;
@@ -155,7 +155,6 @@ int uw_stage_add(struct uw_stage *st, struct uw_sock *s, const struct uw_addr *d
 	st->used += sizeof(*d) + UW_ALIGN8(len);
 	d->next = NULL;
 	d->len = (uint32_t)len;
-	d->t_ns = now_ns;
 	for (size_t i = 0, p_off = 0; i < iovlen; i++) {
 		p = d->data + p_off;
 		if (iov[i].iov_len)
@@ -169,7 +168,7 @@ int uw_stage_add(struct uw_stage *st, struct uw_sock *s, const struct uw_addr *d
 	f->tail = d;
 	f->count++;
 	if (!st->ndgrams)
-		st->oldest_ns = now_ns;
+		st->oldest_ns = now_ns();
 	st->ndgrams++;
 	st->nbytes += len;
 	return 0;
@@ -426,7 +425,7 @@ ssize_t uw_core_send(struct uw_core *c, struct uw_sock *s, const struct uw_msg *
 	for (;;) {
 		stg = &c->stage[c->active];
 		was_empty = !stg->ndgrams;
-		err = uw_stage_add(stg, s, &dest, m->iov, m->iovlen, m->len, c->sys->now_ns());
+		err = uw_stage_add(stg, s, &dest, m->iov, m->iovlen, m->len, c->sys->now_ns);
 		if (err != -ENOSPC)
 			break;
 		pthread_mutex_unlock(&c->qlock);

@@ -279,7 +279,6 @@ struct uw_dgram {
 	struct uw_dgram *next;
 	uint32_t len;
 	uint32_t pad;
-	uint64_t t_ns;
 	unsigned char data[];
 };
 
@@ -379,9 +378,11 @@ int uw_batch_build(struct uw_scratch *sc, struct uw_stage *st, struct uw_backend
 void uw_stage_reset(struct uw_stage *st);
 int uw_stage_init(struct uw_stage *st, size_t size);
 void uw_stage_free(struct uw_stage *st);
-/* Append a datagram to st; -ENOSPC if it does not fit. */
+/* Append a datagram to st; -ENOSPC if it does not fit. The clock is read
+ * (now_ns called) only for the first datagram of a stage: the deadline
+ * depends on the oldest one alone. */
 int uw_stage_add(struct uw_stage *st, struct uw_sock *s, const struct uw_addr *dest,
-		 const struct iovec *iov, size_t iovlen, size_t len, uint64_t now_ns);
+		 const struct iovec *iov, size_t iovlen, size_t len, uint64_t (*now_ns)(void));
 void uw_scratch_free(struct uw_scratch *sc);
 
 #endif

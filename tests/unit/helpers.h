@@ -205,7 +205,7 @@ static void stage_put(struct uw_stage *st, struct uw_sock *s, const struct uw_ad
 	struct iovec iov = { buf, len };
 
 	memset(buf, tag, len);
-	assert_int_equal(uw_stage_add(st, s, dest, &iov, 1, len, fake_now), 0);
+	assert_int_equal(uw_stage_add(st, s, dest, &iov, 1, len, fake_now_ns), 0);
 }
 
 #endif

@@ -234,13 +234,13 @@ static void full_stage_says_enospc(void **state)
 
 	(void)state;
 	assert_int_equal(uw_stage_init(&small, 4096), 0);
-	while (uw_stage_add(&small, s1, &A, &iov, 1, 1, 0) == 0)
+	while (uw_stage_add(&small, s1, &A, &iov, 1, 1, fake_now_ns) == 0)
 		n++;
 	assert_true(n > 10 && n < 4096 / 24);
 	assert_int_equal(small.ndgrams, n);
 	uw_stage_reset(&small);
 	assert_int_equal(small.ndgrams, 0);
-	assert_int_equal(uw_stage_add(&small, s1, &A, &iov, 1, 1, 0), 0);
+	assert_int_equal(uw_stage_add(&small, s1, &A, &iov, 1, 1, fake_now_ns), 0);
 	uw_stage_free(&small);
 }
 
