@@ -13,7 +13,8 @@
 
 #include "backend.h"
 
-#define UW_ROUTE_SLOTS		256
+#define UW_ROUTE_SLOTS		1024	/* a power of two */
+#define UW_ROUTE_PROBE		8	/* slots tried from the hashed one */
 #define UW_ROUTE_TTL_NS		(5ull * 1000000000ull)
 #define UW_ROUTE_FAIL_TTL_NS	(1ull * 1000000000ull)
 
@@ -24,6 +25,41 @@ struct route_entry {
 };
 
 static struct route_entry route_cache[UW_ROUTE_SLOTS];
+
+/* The route depends on the address, not the port: one entry per host. */
+static struct uw_addr route_key(const struct uw_addr *dest)
+{
+	struct uw_addr k = *dest;
+
+	if (k.u.sa.sa_family == AF_INET) {
+		k.u.in.sin_port = 0;
+	} else {
+		k.u.in6.sin6_port = 0;
+		k.u.in6.sin6_flowinfo = 0;
+	}
+	return k;
+}
+
+/* The entry for key, or the slot to fill: a free or expired one near the
+ * hashed slot, else the one that expires first. */
+static struct route_entry *route_slot(const struct uw_addr *key, uint64_t now, bool *hit)
+{
+	uint32_t h = uw_addr_hash(key);
+	struct route_entry *victim = NULL;
+
+	for (uint32_t i = 0; i < UW_ROUTE_PROBE; i++) {
+		struct route_entry *e = &route_cache[(h + i) & (UW_ROUTE_SLOTS - 1)];
+
+		if (e->dest.len && uw_addr_equal(&e->dest, key)) {
+			*hit = now < e->expiry_ns;
+			return e;
+		}
+		if (!victim || e->expiry_ns < victim->expiry_ns)
+			victim = e;
+	}
+	*hit = false;
+	return victim;
+}
 
 static uint32_t overhead(int family)
 {
@@ -68,8 +104,10 @@ uint32_t uw_route_max_segment(const struct uw_sys *sys, struct uw_sock *s,
 {
 	uint64_t now = sys->now_ns();
 	struct route_entry *e;
+	struct uw_addr key;
 	int saved = errno;
 	uint32_t seg;
+	bool hit;
 
 	if (!dest->len) {
 		if (now < s->mtu_expiry_ns)
@@ -82,11 +120,12 @@ uint32_t uw_route_max_segment(const struct uw_sys *sys, struct uw_sock *s,
 		errno = saved;
 		return seg;
 	}
-	e = &route_cache[uw_addr_hash(dest) % UW_ROUTE_SLOTS];
-	if (now < e->expiry_ns && uw_addr_equal(&e->dest, dest))
+	key = route_key(dest);
+	e = route_slot(&key, now, &hit);
+	if (hit)
 		return e->max_seg;
 	seg = seg_from_mtu(dest->u.sa.sa_family, probe_mtu(sys, dest));
-	e->dest = *dest;
+	e->dest = key;
 	e->max_seg = seg;
 	e->expiry_ns = now + (seg ? UW_ROUTE_TTL_NS : UW_ROUTE_FAIL_TTL_NS);
 	errno = saved;
@@ -95,13 +134,16 @@ uint32_t uw_route_max_segment(const struct uw_sys *sys, struct uw_sock *s,
 
 void uw_route_forget(struct uw_sock *s, const struct uw_addr *dest)
 {
+	struct uw_addr key;
 	struct route_entry *e;
+	bool hit;
 
 	if (!dest->len) {
 		s->mtu_expiry_ns = 0;
 		return;
 	}
-	e = &route_cache[uw_addr_hash(dest) % UW_ROUTE_SLOTS];
-	if (uw_addr_equal(&e->dest, dest))
+	key = route_key(dest);
+	e = route_slot(&key, UINT64_MAX - 1, &hit);
+	if (e->dest.len && uw_addr_equal(&e->dest, &key))
 		e->expiry_ns = 0;
 }

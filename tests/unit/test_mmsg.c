@@ -80,6 +80,17 @@ static int scripted_mtu(int fd, int level, int opt, void *val, socklen_t *len)
 	return 0;
 }
 
+static int probes;
+
+static int counting_socket(int d, int t, int p)
+{
+	(void)d;
+	(void)t;
+	(void)p;
+	probes++;
+	return 99;
+}
+
 static struct uw_stats stats;
 static struct uw_sys sys;
 static struct uw_backend be;
@@ -96,6 +107,8 @@ static int setup(void **state)
 	sys = fake_sys;
 	sys.sendmmsg = sendmmsg;	/* → __wrap_sendmmsg */
 	sys.getsockopt = scripted_mtu;
+	sys.socket = counting_socket;
+	probes = 0;
 	mtu_now = 1500;
 	be = (struct uw_backend){ .ops = &uw_backend_mmsg, .sys = &sys, .stats = &stats };
 	assert_int_equal(be.ops->open(&be, NULL), 0);
@@ -287,6 +300,27 @@ static void connected_flow_sends_without_a_name(void **state)
 	assert_int_equal(ncalls, 1);
 }
 
+/* The path MTU is asked once per host (not per port) and then cached. */
+static void path_mtu_is_probed_once_per_host(void **state)
+{
+	(void)state;
+	for (int round = 0; round < 2; round++) {
+		for (int h = 0; h < 10; h++)
+			for (int p = 0; p < 10; p++) {
+				struct uw_addr d = make_v4(0x0acb0100u + (uint32_t)h,
+							   (uint16_t)(9000 + p));
+
+				stage_put(&st, s, &d, 1316, 0);
+				stage_put(&st, s, &d, 1316, 0);
+			}
+		assert_int_equal(uw_batch_build(&sc, &st, &be, &b), 0);
+		assert_int_equal(b.nruns, 100);
+		assert_int_equal(b.runs[0].nseg, 2);
+		uw_stage_reset(&st);
+	}
+	assert_int_equal(probes, 10);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -303,6 +337,7 @@ int main(void)
 		T(a_persistent_error_drops_only_that_run),
 		T(more_than_1024_messages_take_several_calls),
 		T(connected_flow_sends_without_a_name),
+		T(path_mtu_is_probed_once_per_host),
 	};
 
 	return cmocka_run_group_tests_name("mmsg", tests, NULL, NULL);
