@@ -86,7 +86,7 @@ SAN_RT   := $(if $(findstring address,$(SAN)),$(shell $(CC) -print-file-name=lib
 integration: all
 	cd tests/integration && UW_TEST_BUILD=$(abspath $(B)) \
 		UW_TEST_PRELOAD="$(SAN_RT)$(abspath $(B))/libudpweave.so" \
-		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0 \
+		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 TSAN_OPTIONS=halt_on_error=1:report_signal_unsafe=0:die_after_fork=0 \
 		$(PYTEST) -q -ra $(PYTEST_ARGS)
 
 test: deps

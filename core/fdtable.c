@@ -2,8 +2,9 @@
 /*
  * Per-fd state: a flat array indexed by fd, so that a send on a file, a pipe
  * or a TCP socket costs one load before it reaches the real call. A slot is
- * UW_FD_UNKNOWN (never classified), UW_FD_FOREIGN (not a UDP socket of
- * ours) or a struct uw_sock shared by reference among dup'ed fds.
+ * UW_FD_UNKNOWN (never classified), UW_FD_FOREIGN (not a socket),
+ * UW_FD_OTHER_SOCK (a socket, not UDP), or a struct uw_sock shared by
+ * reference among dup'ed fds.
  *
  * Socket objects are never returned to malloc: a closed one goes on a free
  * list and is reused, so a thread racing a close() never touches freed
@@ -59,10 +60,6 @@ static void note_fd(struct uw_fdtable *t, int fd)
 		;
 }
 
-static struct uw_sock *as_sock(uintptr_t v)
-{
-	return v > UW_FD_FOREIGN ? (struct uw_sock *)v : NULL;
-}
 
 struct uw_sock *uw_fdtable_install(struct uw_fdtable *t, int fd, struct uw_sock *s)
 {
@@ -78,15 +75,15 @@ struct uw_sock *uw_fdtable_install(struct uw_fdtable *t, int fd, struct uw_sock 
 	old = atomic_exchange_explicit(&t->slot[fd], s ? (uintptr_t)s : UW_FD_UNKNOWN,
 				       memory_order_acq_rel);
 	pthread_mutex_unlock(&t->lock);
-	return as_sock(old);
+	return uw_slot_sock(old);
 }
 
-void uw_fdtable_mark_foreign(struct uw_fdtable *t, int fd)
+void uw_fdtable_mark_foreign(struct uw_fdtable *t, int fd, uintptr_t what)
 {
 	uintptr_t expect = UW_FD_UNKNOWN;
 
 	if ((unsigned)fd < (unsigned)t->nslots)
-		atomic_compare_exchange_strong_explicit(&t->slot[fd], &expect, UW_FD_FOREIGN,
+		atomic_compare_exchange_strong_explicit(&t->slot[fd], &expect, what,
 							memory_order_acq_rel,
 							memory_order_relaxed);
 }
@@ -106,7 +103,7 @@ struct uw_sock *uw_fdtable_adopt(struct uw_fdtable *t, int fd, struct uw_sock *s
 		v = (uintptr_t)s;
 	}
 	pthread_mutex_unlock(&t->lock);
-	return as_sock(v);
+	return uw_slot_sock(v);
 }
 
 void uw_sock_discard(struct uw_fdtable *t, struct uw_sock *s)

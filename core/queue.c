@@ -196,6 +196,8 @@ bool uw_msg_queueable(const struct uw_sock *s, const struct uw_msg *m)
 		return false;
 	if (m->len > max || m->iovlen > UW_UIO_MAXIOV || (m->iovlen && !m->iov))
 		return false;
+	if (m->namelen > sizeof(struct sockaddr_storage))	/* EINVAL */
+		return false;
 	for (size_t i = 0; i < m->iovlen; i++)
 		if (!m->iov[i].iov_base && m->iov[i].iov_len)
 			return false;
@@ -234,6 +236,7 @@ int uw_core_init(struct uw_core *c, const struct uw_config *cfg, const struct uw
 	ops = uw_backend_find(cfg->backend);
 	if (!ops)
 		return -EINVAL;
+	c->check_every = 1;
 	/* Wake a little before the deadline: the flush itself takes time. */
 	c->slack_ns = delay / 10 < 100000 ? delay / 10 : 100000;
 	pthread_mutex_init(&c->qlock, NULL);
@@ -348,6 +351,7 @@ long uw_core_flush(struct uw_core *c, enum uw_flush_reason why)
 		pthread_mutex_lock(&c->qlock);
 		for (struct uw_flow *f = stg->flows; f; f = f->next)
 			f->sock->queued -= f->count;
+		atomic_fetch_sub_explicit(&c->queued_total, (uint64_t)n, memory_order_relaxed);
 		pthread_mutex_unlock(&c->qlock);
 		uw_stage_reset(stg);
 	}
@@ -396,11 +400,39 @@ static void ensure_bound(struct uw_core *c, struct uw_sock *s)
 	uw_sock_set(s, UW_SOCK_BOUND);
 }
 
+/*
+ * The flush thread may be kept off the CPU by the very threads that send
+ * (8 busy senders on 2 cores). Senders therefore look at the clock too, and
+ * one that finds the stage past its due time flushes it. The clock is read
+ * about every UW_CHECK_WINDOW_NS of sending, not for every datagram: every
+ * check_every datagrams, adapted to the rate. qlock held.
+ */
+#define UW_CHECK_WINDOW_NS	50000u
+#define UW_CHECK_MAX_EVERY	64u
+
+static bool sender_finds_stage_late(struct uw_core *c, struct uw_stage *stg)
+{
+	enum uw_flush_reason why;
+	uint64_t now, per;
+
+	if (++c->since_check < c->check_every)
+		return false;
+	now = c->sys->now_ns();
+	per = c->last_check_ns && now > c->last_check_ns ?
+	      (now - c->last_check_ns) / c->since_check : UW_CHECK_WINDOW_NS;
+	c->check_every = per >= UW_CHECK_WINDOW_NS ? 1 :
+			 UW_CHECK_WINDOW_NS / (per ? per : 1) > UW_CHECK_MAX_EVERY ?
+			 UW_CHECK_MAX_EVERY : (uint32_t)(UW_CHECK_WINDOW_NS / (per ? per : 1));
+	c->since_check = 0;
+	c->last_check_ns = now;
+	return stg->ndgrams && now >= uw_core_due_ns(c, stg, &why);
+}
+
 ssize_t uw_core_send(struct uw_core *c, struct uw_sock *s, const struct uw_msg *m)
 {
 	struct uw_addr dest;
 	struct uw_stage *stg;
-	bool was_empty;
+	bool was_empty, late;
 	int err, cs;
 
 	if (uw_in_core)		/* a signal handler interrupted the library */
@@ -435,6 +467,8 @@ ssize_t uw_core_send(struct uw_core *c, struct uw_sock *s, const struct uw_msg *
 		pthread_mutex_lock(&c->qlock);
 	}
 	s->queued++;
+	atomic_fetch_add_explicit(&c->queued_total, 1, memory_order_relaxed);
+	late = sender_finds_stage_late(c, stg) || c->flusher_failed;
 	uw_stat_add(&c->stats.datagrams_in, 1);
 	uw_stat_add(&c->stats.bytes_in, m->len);
 	if (!c->flusher_running && !c->flusher_failed)
@@ -443,7 +477,7 @@ ssize_t uw_core_send(struct uw_core *c, struct uw_sock *s, const struct uw_msg *
 		pthread_cond_signal(&c->wake);
 	pthread_mutex_unlock(&c->qlock);
 	core_leave(cs);
-	if (c->flusher_failed)
+	if (late)
 		uw_core_flush(c, UW_FLUSH_DEADLINE);
 	return (ssize_t)m->len;
 }
@@ -473,11 +507,12 @@ void uw_core_fork_child(struct uw_core *c)
 	for (int fd = 0; fd <= max && fd < c->fds.nslots; fd++) {
 		uintptr_t v = atomic_load_explicit(&c->fds.slot[fd], memory_order_relaxed);
 
-		if (v > UW_FD_FOREIGN)
-			((struct uw_sock *)v)->queued = 0;
+		if (uw_slot_sock(v))
+			uw_slot_sock(v)->queued = 0;
 	}
 	uw_stage_reset(&c->stage[0]);
 	uw_stage_reset(&c->stage[1]);
+	atomic_store(&c->queued_total, 0);
 	uw_stats_reset(&c->stats);
 	c->flusher_running = false;
 	c->flusher_idle = false;

@@ -68,7 +68,7 @@ static void *flusher_main(void *arg)
 			pthread_cond_timedwait(&c->wake, &c->qlock, &ts);
 			continue;
 		}
-		c->last_wake_late_ns = now - due;
+		uw_stat_max(&c->stats.max_wake_late_ns, now - due);
 		pthread_mutex_unlock(&c->qlock);
 		uw_core_flush(c, why);
 		pthread_mutex_lock(&c->qlock);

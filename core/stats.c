@@ -50,6 +50,7 @@ int uw_stats_json(const struct uw_stats *st, const char *backend, char *buf, siz
 	     LD(fallbacks_gso), LD(gso_split_mtu), LD(retries));
 	EMIT(", \"async_errors\": %llu", LD(async_errors));
 	EMIT(", \"max_queue_delay_us\": %llu", LD(max_queue_delay_ns) / 1000);
+	EMIT(", \"max_flush_thread_late_us\": %llu", LD(max_wake_late_ns) / 1000);
 	EMIT(", \"arena_high_water_bytes\": %llu", LD(arena_high_water));
 	EMIT(", \"flushes_by_reason\": {");
 	for (int i = 0; i < UW_FLUSH__COUNT; i++)

@@ -141,7 +141,14 @@ static inline void uw_sock_clear(struct uw_sock *s, uint32_t f)
 }
 
 #define UW_FD_UNKNOWN	((uintptr_t)0)
-#define UW_FD_FOREIGN	((uintptr_t)1)	/* not a UDP socket of ours */
+#define UW_FD_FOREIGN	((uintptr_t)1)	/* not a socket: file, pipe, tty... */
+#define UW_FD_OTHER_SOCK ((uintptr_t)2)	/* a socket, not UDP: TCP, Unix... */
+
+/* The socket state a slot value names, if any. */
+static inline struct uw_sock *uw_slot_sock(uintptr_t v)
+{
+	return v > UW_FD_OTHER_SOCK ? (struct uw_sock *)v : NULL;
+}
 
 struct uw_fdtable {
 	_Atomic uintptr_t *slot;
@@ -162,7 +169,8 @@ struct uw_sock *uw_sock_new(struct uw_fdtable *t, int fd, int family);
 /* Point fd at sock (NULL: unknown, taking a reference); returns the sock
  * fd pointed at before, whose reference the caller now owns, or NULL. */
 struct uw_sock *uw_fdtable_install(struct uw_fdtable *t, int fd, struct uw_sock *s);
-void uw_fdtable_mark_foreign(struct uw_fdtable *t, int fd);
+/* Mark an unclassified fd as not ours (UW_FD_FOREIGN or UW_FD_OTHER_SOCK). */
+void uw_fdtable_mark_foreign(struct uw_fdtable *t, int fd, uintptr_t what);
 /* Install s at fd only if fd is still unclassified; returns what fd names
  * afterwards (s, or the sock another thread installed first, or NULL). */
 struct uw_sock *uw_fdtable_adopt(struct uw_fdtable *t, int fd, struct uw_sock *s);
@@ -194,6 +202,7 @@ struct uw_stats {
 	_Atomic uint64_t async_errors;
 	_Atomic uint64_t flushes[UW_FLUSH__COUNT];
 	_Atomic uint64_t max_queue_delay_ns;
+	_Atomic uint64_t max_wake_late_ns;	/* flush thread behind its due time */
 	_Atomic uint64_t arena_high_water;
 };
 
@@ -330,6 +339,11 @@ struct uw_core {
 	struct uw_stage stage[2];
 	int active;
 	struct uw_scratch scratch;	/* flock */
+	_Atomic uint64_t queued_total;	/* datagrams in both stages */
+
+	/* senders check the deadline every check_every datagrams (qlock) */
+	uint32_t check_every, since_check;
+	uint64_t last_check_ns;
 
 	/* flusher state (qlock) */
 	bool flusher_running;
@@ -338,7 +352,6 @@ struct uw_core {
 	bool stopping;
 	pthread_t flusher;
 	uint64_t slack_ns;
-	uint64_t last_wake_late_ns;
 };
 
 int uw_core_init(struct uw_core *c, const struct uw_config *cfg, const struct uw_sys *sys);

@@ -65,7 +65,8 @@ struct uw_sock *uw_classify(int fd)
 	proto = domain == AF_INET || domain == AF_INET6 ? sockopt_int(fd, SO_PROTOCOL) : -1;
 	errno = saved;
 	if (!is_udp(domain, type, proto)) {
-		uw_fdtable_mark_foreign(&uw_core.fds, fd);
+		uw_fdtable_mark_foreign(&uw_core.fds, fd,
+					type < 0 ? UW_FD_FOREIGN : UW_FD_OTHER_SOCK);
 		return NULL;
 	}
 	s = uw_sock_new(&uw_core.fds, fd, domain);
@@ -87,7 +88,7 @@ void uw_fd_closing(int fd)
 
 	if (v == UW_FD_UNKNOWN || (unsigned)fd >= (unsigned)uw_core.fds.nslots)
 		return;
-	if (v == UW_FD_FOREIGN) {	/* the next fd of this number starts afresh */
+	if (!uw_slot_sock(v)) {		/* the next fd of this number starts afresh */
 		atomic_compare_exchange_strong(&uw_core.fds.slot[fd], &v, UW_FD_UNKNOWN);
 		return;
 	}
@@ -104,14 +105,20 @@ void uw_fd_closing(int fd)
 	errno = saved;
 }
 
+void uw_order_barrier(void)
+{
+	if (atomic_load_explicit(&uw_core.queued_total, memory_order_relaxed))
+		uw_core_flush(&uw_core, UW_FLUSH_BARRIER);
+}
+
 void uw_fd_dup(int oldfd, int newfd)
 {
 	uintptr_t v = uw_fdtable_peek(&uw_core.fds, oldfd);
 	struct uw_sock *stale;
 
-	stale = uw_fdtable_install(&uw_core.fds, newfd, v > UW_FD_FOREIGN ? (void *)v : NULL);
-	if (v == UW_FD_FOREIGN)
-		uw_fdtable_mark_foreign(&uw_core.fds, newfd);
+	stale = uw_fdtable_install(&uw_core.fds, newfd, uw_slot_sock(v));
+	if (v == UW_FD_FOREIGN || v == UW_FD_OTHER_SOCK)
+		uw_fdtable_mark_foreign(&uw_core.fds, newfd, v);
 	if (stale)	/* newfd was closed behind our back */
 		uw_sock_put(&uw_core.fds, stale);
 }
@@ -129,7 +136,7 @@ UW_EXPORT int socket(int domain, int type, int protocol)
 	s = is_udp(domain, type, protocol) ? uw_sock_new(&uw_core.fds, fd, domain) : NULL;
 	stale = uw_fdtable_install(&uw_core.fds, fd, s);
 	if (!s)
-		uw_fdtable_mark_foreign(&uw_core.fds, fd);
+		uw_fdtable_mark_foreign(&uw_core.fds, fd, UW_FD_OTHER_SOCK);
 	if (stale)
 		uw_sock_put(&uw_core.fds, stale);
 	errno = saved;

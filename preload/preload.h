@@ -32,7 +32,9 @@ void uw_bind_real(void);
  * classifying fds it did not see created. NULL: hand the call on. */
 struct uw_sock *uw_classify(int fd);
 
-static inline struct uw_sock *uw_fd_sock(int fd)
+void uw_order_barrier(void);
+
+static inline struct uw_sock *uw_fd_lookup(int fd, bool sending)
 {
 	uintptr_t v;
 
@@ -41,9 +43,31 @@ static inline struct uw_sock *uw_fd_sock(int fd)
 	v = uw_fdtable_peek(&uw_core.fds, fd);
 	if (v == UW_FD_FOREIGN)
 		return NULL;
-	if (v != UW_FD_UNKNOWN)
-		return (struct uw_sock *)v;
-	return uw_classify(fd);
+	if (uw_slot_sock(v))
+		return uw_slot_sock(v);
+	if (v == UW_FD_UNKNOWN) {
+		struct uw_sock *s = uw_classify(fd);
+
+		if (s)
+			return s;
+		v = uw_fdtable_peek(&uw_core.fds, fd);
+	}
+	if (sending && v == UW_FD_OTHER_SOCK)
+		uw_order_barrier();
+	return NULL;
+}
+
+/* For calls about the fd (connect, setsockopt...). */
+static inline struct uw_sock *uw_fd_sock(int fd)
+{
+	return uw_fd_lookup(fd, false);
+}
+
+/* For sends: a message on another socket (a TCP control connection, a
+ * Unix socket) never overtakes the datagrams queued before it. */
+static inline struct uw_sock *uw_send_sock(int fd)
+{
+	return uw_fd_lookup(fd, true);
 }
 
 /* -errno → -1 with errno; success → the result with the caller's errno. */

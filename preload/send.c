@@ -33,7 +33,7 @@ static ssize_t submit(struct uw_sock *s, const struct uw_msg *m)
 UW_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
 			 const struct sockaddr *to, socklen_t tolen)
 {
-	struct uw_sock *s = uw_fd_sock(fd);
+	struct uw_sock *s = uw_send_sock(fd);
 	struct iovec iov = { (void *)buf, len };
 	ssize_t rc;
 
@@ -47,7 +47,7 @@ UW_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
 
 UW_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
 {
-	struct uw_sock *s = uw_fd_sock(fd);
+	struct uw_sock *s = uw_send_sock(fd);
 	struct iovec iov = { (void *)buf, len };
 	ssize_t rc;
 
@@ -61,7 +61,7 @@ UW_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
 
 UW_EXPORT ssize_t write(int fd, const void *buf, size_t len)
 {
-	struct uw_sock *s = uw_fd_sock(fd);
+	struct uw_sock *s = uw_send_sock(fd);
 	struct iovec iov = { (void *)buf, len };
 	ssize_t rc;
 
@@ -91,13 +91,16 @@ static size_t iov_total(const struct iovec *iov, size_t n)
 
 UW_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 {
-	struct uw_sock *s = uw_fd_sock(fd);
+	struct uw_sock *s = uw_send_sock(fd);
 	ssize_t rc;
+	size_t len;
 
 	if (!s || iovcnt < 0)
 		return real.writev(fd, iov, iovcnt);
-	rc = submit(s, &(struct uw_msg){ iov, (size_t)iovcnt, iov_total(iov, (size_t)iovcnt),
-					 0, NULL, 0 });
+	/* writev() of nothing returns before it reaches the socket: no
+	 * datagram, unlike write(fd, buf, 0). The kernel's to do. */
+	len = iov_total(iov, (size_t)iovcnt);
+	rc = len ? submit(s, &(struct uw_msg){ iov, (size_t)iovcnt, len, 0, NULL, 0 }) : UW_PASS;
 	if (rc == UW_PASS)
 		return real.writev(fd, iov, iovcnt);
 	return rc;
@@ -124,7 +127,7 @@ static bool msg_from_hdr(struct uw_msg *m, const struct msghdr *h, int flags)
 
 UW_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-	struct uw_sock *s = uw_fd_sock(fd);
+	struct uw_sock *s = uw_send_sock(fd);
 	struct uw_msg m;
 	ssize_t rc;
 
@@ -146,7 +149,7 @@ UW_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 static int queue_mmsg(int (*real_fn)(int, struct mmsghdr *, unsigned int, int),
 		      int fd, struct mmsghdr *vec, unsigned int vlen, int flags)
 {
-	struct uw_sock *s = uw_fd_sock(fd);
+	struct uw_sock *s = uw_send_sock(fd);
 	int saved = errno;
 	unsigned int i;
 

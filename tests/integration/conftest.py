@@ -31,8 +31,10 @@ PRELOAD = (os.environ.get("UW_TEST_PRELOAD")
            or os.environ.get("UDPWEAVE_PRELOAD")
            or str(BUILD / "libudpweave.so"))
 SHIM_LIB = PRELOAD.split()[-1]
-# A sanitizer runtime in front of the library: stderr may carry its reports.
-SANITIZER = len(PRELOAD.split()) > 1
+# A sanitizer runtime in front of the library (it must stay first in any
+# LD_PRELOAD); stderr may then carry its reports.
+SAN_RUNTIME = PRELOAD.split()[:-1]
+SANITIZER = bool(SAN_RUNTIME)
 TOOLS = BUILD / "tests"
 
 DEFAULT_MAX_DELAY_US = 2000
@@ -64,6 +66,12 @@ def child_env(shim=False, extra=None, preload=None):
     if shim:
         require_shim()
         env["LD_PRELOAD"] = preload or PRELOAD
+    if any("libtsan" in p for p in SAN_RUNTIME):
+        # the library's flush thread makes every process multi-threaded, and
+        # TSan by default kills a child that starts a thread after fork
+        opts = env.get("TSAN_OPTIONS", "")
+        if "die_after_fork" not in opts:
+            env["TSAN_OPTIONS"] = (opts + ":" if opts else "") + "die_after_fork=0"
     env.update(extra or {})
     return env
 

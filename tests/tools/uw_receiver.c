@@ -4,8 +4,11 @@
  * Binds one or more UDP sockets, receives with recvmmsg in a tight loop and
  * checks every datagram written by uw_sender (format: see uw_sender.c):
  * every byte, per-flow sequence (gaps, duplicates, reorders), sizes, the
- * destination port of each flow, and the delay from the stamped send time
- * (CLOCK_MONOTONIC) to the kernel receive timestamp.
+ * destination port, source address, TOS/traffic class and TTL/hop limit of
+ * each flow, and the delay from the stamped send time (CLOCK_MONOTONIC) to
+ * the kernel receive timestamp (SO_TIMESTAMPNS, converted to monotonic).
+ * Kernel-counted drops on its sockets (SO_RXQ_OVFL) are reported as
+ * rx_overflow: a receiver that overflowed says nothing about the sender.
  *
  * Stops on the first of: --expect N datagrams (then lingers --linger-ms to
  * catch extras), --idle-ms without data once data has arrived, --timeout-s,
@@ -96,6 +99,19 @@ struct rx_flow {
 	uint64_t port_mismatch;
 	uint64_t first_arrival, last_arrival;	/* per-port arrival index */
 	uint64_t max_delay_ns;
+	char src[64];		/* source address:port of the first datagram */
+	uint64_t src_mismatch;
+	int tos, ttl;		/* of the first datagram (-1: not reported) */
+	uint64_t tos_mismatch, ttl_mismatch;
+};
+
+/* What the kernel told about one datagram besides its bytes. */
+struct rx_meta {
+	uint64_t rx_ns;		/* kernel receive time, CLOCK_MONOTONIC */
+	uint64_t user_ns;	/* when recvmmsg returned */
+	int tos, ttl;		/* IP TOS / IPv6 traffic class, TTL / hop limit */
+	char src[64];
+	bool truncated;
 };
 
 struct rx_sock {
@@ -228,6 +244,13 @@ static void bind_one(const char *arg)
 	if (setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)) == 0)
 		st.kernel_ts = true;
 	setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one));
+	if (family == AF_INET) {
+		setsockopt(fd, IPPROTO_IP, IP_RECVTOS, &one, sizeof(one));
+		setsockopt(fd, IPPROTO_IP, IP_RECVTTL, &one, sizeof(one));
+	} else {
+		setsockopt(fd, IPPROTO_IPV6, IPV6_RECVTCLASS, &one, sizeof(one));
+		setsockopt(fd, IPPROTO_IPV6, IPV6_RECVHOPLIMIT, &one, sizeof(one));
+	}
 	if (bind(fd, (struct sockaddr *)&ss, len) < 0) {
 		fprintf(stderr, "uw_receiver: bind %s: %s\n", arg, strerror(errno));
 		exit(3);
@@ -378,8 +401,24 @@ static void record_delay(struct rx_flow *f, uint64_t stamp_ns, uint64_t rx_ns, u
 		f->max_delay_ns = d;
 }
 
-static void check_datagram(struct rx_sock *s, const uint8_t *p, size_t len, bool truncated,
-			   uint64_t rx_ns, uint64_t user_ns)
+/* Source, TOS and TTL must stay what they were for the flow's first datagram. */
+static void check_meta(struct rx_flow *f, const struct rx_meta *m)
+{
+	if (f->count == 1) {
+		snprintf(f->src, sizeof(f->src), "%s", m->src);
+		f->tos = m->tos;
+		f->ttl = m->ttl;
+		return;
+	}
+	if (strcmp(f->src, m->src) != 0)
+		f->src_mismatch++;
+	if (f->tos != m->tos)
+		f->tos_mismatch++;
+	if (f->ttl != m->ttl)
+		f->ttl_mismatch++;
+}
+
+static void check_datagram(struct rx_sock *s, const uint8_t *p, size_t len, const struct rx_meta *m)
 {
 	static uint8_t expect[BUF_SIZE];
 	struct rx_flow *f;
@@ -394,7 +433,7 @@ static void check_datagram(struct rx_sock *s, const uint8_t *p, size_t len, bool
 		s->zero_len++;
 		return;
 	}
-	if (truncated) {
+	if (m->truncated) {
 		st.truncated++;
 		return;
 	}
@@ -420,6 +459,7 @@ static void check_datagram(struct rx_sock *s, const uint8_t *p, size_t len, bool
 		f->port_mismatch++;
 	}
 	f->last_arrival = s->arrivals;
+	check_meta(f, m);
 	if (get_le32(p + 24) != len) {
 		st.bad_length++;
 		f->corrupt++;
@@ -437,7 +477,7 @@ static void check_datagram(struct rx_sock *s, const uint8_t *p, size_t len, bool
 		f->reorders++;
 	if (f->count == 1 || seq > f->max_seq)
 		f->max_seq = seq;
-	record_delay(f, get_le64(p + 16), rx_ns, user_ns);
+	record_delay(f, get_le64(p + 16), m->rx_ns, m->user_ns);
 }
 
 /* ---------------------------------------------------------------- receive */
@@ -445,32 +485,68 @@ static void check_datagram(struct rx_sock *s, const uint8_t *p, size_t len, bool
 struct rx_batch {
 	struct mmsghdr msgs[BATCH];
 	struct iovec iov[BATCH];
-	char ctrl[BATCH][128];
+	struct sockaddr_storage names[BATCH];
+	char ctrl[BATCH][256];
 	uint8_t *bufs;
 };
 
-static uint64_t kernel_rx_ns(struct msghdr *mh, struct rx_sock *s, uint64_t fallback)
+static void format_src(const struct sockaddr_storage *ss, char *out, size_t outsz)
 {
-	uint64_t ns = fallback;
+	char host[INET6_ADDRSTRLEN] = "?";
 
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+
+		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+		snprintf(out, outsz, "%s:%d", host, ntohs(sin->sin_port));
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+
+		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
+		snprintf(out, outsz, "[%s]:%d", host, ntohs(sin6->sin6_port));
+	} else {
+		snprintf(out, outsz, "?");
+	}
+}
+
+static int cmsg_int(const struct cmsghdr *c)
+{
+	int v = 0;
+
+	if (c->cmsg_len >= CMSG_LEN(sizeof(int)))
+		memcpy(&v, CMSG_DATA(c), sizeof(v));
+	else
+		v = *(const uint8_t *)CMSG_DATA(c);	/* IP_TOS is one byte */
+	return v;
+}
+
+static void read_meta(struct msghdr *mh, struct rx_sock *s, struct rx_meta *m)
+{
+	m->rx_ns = m->user_ns;
+	m->tos = m->ttl = -1;
+	m->truncated = (mh->msg_flags & MSG_TRUNC) != 0;
+	format_src(mh->msg_name, m->src, sizeof(m->src));
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
-		if (c->cmsg_level != SOL_SOCKET)
-			continue;
-		if (c->cmsg_type == SCM_TIMESTAMPNS) {
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
 			struct timespec ts;
 
 			memcpy(&ts, CMSG_DATA(c), sizeof(ts));
-			ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec -
-			     (uint64_t)rt_minus_mono_ns;
-		} else if (c->cmsg_type == SO_RXQ_OVFL) {
+			m->rx_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec -
+				   (uint64_t)rt_minus_mono_ns;
+		} else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
 			uint32_t drops;
 
 			memcpy(&drops, CMSG_DATA(c), sizeof(drops));
 			if (drops > s->overflow)
 				s->overflow = drops;
+		} else if ((c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TOS) ||
+			   (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_TCLASS)) {
+			m->tos = cmsg_int(c);
+		} else if ((c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TTL) ||
+			   (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_HOPLIMIT)) {
+			m->ttl = cmsg_int(c);
 		}
 	}
-	return ns;
 }
 
 /* Receives everything queued on s; returns the number of datagrams. */
@@ -488,6 +564,8 @@ static int drain_socket(struct rx_sock *s, struct rx_batch *b)
 			memset(&b->msgs[i].msg_hdr, 0, sizeof(b->msgs[i].msg_hdr));
 			b->msgs[i].msg_hdr.msg_iov = &b->iov[i];
 			b->msgs[i].msg_hdr.msg_iovlen = 1;
+			b->msgs[i].msg_hdr.msg_name = &b->names[i];
+			b->msgs[i].msg_hdr.msg_namelen = sizeof(b->names[i]);
 			b->msgs[i].msg_hdr.msg_control = b->ctrl[i];
 			b->msgs[i].msg_hdr.msg_controllen = sizeof(b->ctrl[i]);
 		}
@@ -496,11 +574,10 @@ static int drain_socket(struct rx_sock *s, struct rx_batch *b)
 			return total;
 		user_ns = clock_ns(CLOCK_MONOTONIC);
 		for (int i = 0; i < n; i++) {
-			struct msghdr *mh = &b->msgs[i].msg_hdr;
+			struct rx_meta m = { .user_ns = user_ns };
 
-			check_datagram(s, b->iov[i].iov_base, b->msgs[i].msg_len,
-				       (mh->msg_flags & MSG_TRUNC) != 0,
-				       kernel_rx_ns(mh, s, user_ns), user_ns);
+			read_meta(&b->msgs[i].msg_hdr, s, &m);
+			check_datagram(s, b->iov[i].iov_base, b->msgs[i].msg_len, &m);
 		}
 		total += n;
 		if (n < BATCH)
@@ -640,10 +717,13 @@ static void print_report(const char *reason)
 		       ",\"last_seq\":%" PRIu64 ",\"missing\":%" PRIu64 ",\"dups\":%" PRIu64
 		       ",\"reorders\":%" PRIu64 ",\"corrupt\":%" PRIu64 ",\"port\":%d"
 		       ",\"port_mismatch\":%" PRIu64 ",\"first_arrival\":%" PRIu64
-		       ",\"last_arrival\":%" PRIu64 ",\"max_delay_us\":%.1f,\"sizes\":{",
+		       ",\"last_arrival\":%" PRIu64 ",\"max_delay_us\":%.1f,\"src\":\"%s\""
+		       ",\"src_mismatch\":%" PRIu64 ",\"tos\":%d,\"tos_mismatch\":%" PRIu64
+		       ",\"ttl\":%d,\"ttl_mismatch\":%" PRIu64 ",\"sizes\":{",
 		       i ? "," : "", f->id, f->count, f->bytes, f->first_seq, f->max_seq,
 		       missing_of(f), f->dups, f->reorders, f->corrupt, f->port, f->port_mismatch,
-		       f->first_arrival, f->last_arrival, (double)f->max_delay_ns / 1000.0);
+		       f->first_arrival, f->last_arrival, (double)f->max_delay_ns / 1000.0, f->src,
+		       f->src_mismatch, f->tos, f->tos_mismatch, f->ttl, f->ttl_mismatch);
 		for (int k = 0; k < f->nsizes; k++)
 			printf("%s\"%u\":%" PRIu64, k ? "," : "", f->sizes[k].size, f->sizes[k].count);
 		if (f->sizes_other)

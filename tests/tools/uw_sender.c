@@ -156,7 +156,12 @@ static struct {
 	uint32_t flow_base;
 	enum exit_how exit_how;
 	const char *dlopen_path;
+	int tos, ttl;		/* -1: leave the default */
+	bool nonblock;
+	struct dest src4, src6;	/* --src: bind address per family (len 0: none) */
 } opt = {
+	.tos = -1,
+	.ttl = -1,
 	.mode = M_SENDTO,
 	.count = 1000,
 	.sizes = { 1316 },
@@ -182,6 +187,9 @@ static void usage(void)
 		"  --flow-base B        first flow id (default 0)\n"
 		"  --exit-how return|exit|_exit|_Exit|execve|thread-exit\n"
 		"  --dlopen PATH        dlopen PATH before sending\n"
+		"  --tos N / --ttl N    IP_TOS/IPV6_TCLASS, IP_TTL/IPV6_UNICAST_HOPS on every socket\n"
+		"  --src ADDR           bind every socket of ADDR's family to ADDR (port 0)\n"
+		"  --nonblock           O_NONBLOCK sockets (EAGAIN counts as an error)\n"
 		"  --errno-probe        run the error-case probe instead\n", ZERO_EVERY);
 	exit(2);
 }
@@ -288,6 +296,10 @@ static void parse_options(int argc, char **argv)
 		{ "exit-how", required_argument, NULL, 'x' },
 		{ "dlopen", required_argument, NULL, 'D' },
 		{ "errno-probe", no_argument, NULL, 'E' },
+		{ "tos", required_argument, NULL, 'T' },
+		{ "ttl", required_argument, NULL, 'L' },
+		{ "src", required_argument, NULL, 'B' },
+		{ "nonblock", no_argument, NULL, 'N' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -337,6 +349,24 @@ static void parse_options(int argc, char **argv)
 			break;
 		case 'D': opt.dlopen_path = optarg; break;
 		case 'E': opt.errno_probe = true; break;
+		case 'T': opt.tos = (int)strtol(optarg, NULL, 0); break;
+		case 'L': opt.ttl = atoi(optarg); break;
+		case 'N': opt.nonblock = true; break;
+		case 'B': {
+			struct dest d;
+			char spec[128];
+
+			snprintf(spec, sizeof(spec), strchr(optarg, ':') ? "[%s]:0" : "%s:0", optarg);
+			if (parse_dest(spec, &d) < 0) {
+				fprintf(stderr, "uw_sender: bad --src %s\n", optarg);
+				usage();
+			}
+			if (d.family == AF_INET)
+				opt.src4 = d;
+			else
+				opt.src6 = d;
+			break;
+		}
 		default:
 			usage();
 		}
@@ -377,16 +407,33 @@ static int family_slot(int family)
 	return family == AF_INET6;
 }
 
-static int udp_socket(int family)
+static void must(int rc, const char *what)
 {
-	int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	int sndbuf = 4 << 20;
-
-	if (fd < 0) {
-		fprintf(stderr, "uw_sender: socket: %s\n", strerror(errno));
+	if (rc < 0) {
+		fprintf(stderr, "uw_sender: %s: %s\n", what, strerror(errno));
 		exit(3);
 	}
+}
+
+/* A UDP socket with the options asked for on the command line. */
+static int udp_socket(int family)
+{
+	int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC | (opt.nonblock ? SOCK_NONBLOCK : 0), 0);
+	int sndbuf = 4 << 20;
+	const struct dest *src = family == AF_INET ? &opt.src4 : &opt.src6;
+
+	must(fd, "socket");
 	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+	if (opt.tos >= 0)
+		must(family == AF_INET ? setsockopt(fd, IPPROTO_IP, IP_TOS, &opt.tos, sizeof(int))
+				       : setsockopt(fd, IPPROTO_IPV6, IPV6_TCLASS, &opt.tos, sizeof(int)),
+		     "setsockopt TOS");
+	if (opt.ttl >= 0)
+		must(family == AF_INET ? setsockopt(fd, IPPROTO_IP, IP_TTL, &opt.ttl, sizeof(int))
+				       : setsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &opt.ttl, sizeof(int)),
+		     "setsockopt TTL");
+	if (src->len)
+		must(bind(fd, (const struct sockaddr *)&src->ss, src->len), "bind --src");
 	return fd;
 }
 
@@ -432,6 +479,7 @@ struct flow {
 	int fd;
 	uint64_t next_seq, end_seq;
 	uint64_t sent, bytes, zero_len, zero_len_writev;
+	char src[64];		/* local address of the socket after the last send */
 };
 
 struct phase;
@@ -501,7 +549,7 @@ static enum mode pick_mode(struct worker *w)
 
 /* Splits buf[0..len) into up to max pieces at irregular points (the first
  * piece cuts the header mid-field, like a protocol header + payload split),
- * sometimes with an empty iovec in the middle. */
+ * sometimes with an empty iovec in the middle; iov needs max + 1 entries. */
 static int split_iov(uint8_t *buf, size_t len, uint64_t seq, int max, struct iovec *iov)
 {
 	int pieces = 1 + (int)(seq % (uint64_t)max);
@@ -517,8 +565,11 @@ static int split_iov(uint8_t *buf, size_t len, uint64_t seq, int max, struct iov
 			take = left;
 		else if (i == 0)
 			take = left < 5 ? left : 5 + (seq % 7);
-		else
-			take = (left / (size_t)(pieces - i)) - (size_t)(i % 3);
+		else {
+			size_t share = left / (size_t)(pieces - i);
+
+			take = share > (size_t)(i % 3) ? share - (size_t)(i % 3) : share;
+		}
 		if (take > left)
 			take = left;
 		iov[n].iov_base = buf + off;
@@ -526,7 +577,7 @@ static int split_iov(uint8_t *buf, size_t len, uint64_t seq, int max, struct iov
 		n++;
 		off += take;
 		/* an empty iovec now and then: legal, and must not end a datagram */
-		if (i == 1 && pieces > 3 && n < max + 1 && (seq & 1)) {
+		if (i == 1 && pieces > 3 && (seq & 1)) {
 			iov[n].iov_base = buf + off;
 			iov[n].iov_len = 0;
 			n++;
@@ -740,6 +791,29 @@ static uint64_t seqs_taken(const struct worker *w)
 	return n;
 }
 
+/* The socket's local address as the receiver should see it as source. */
+static void local_address(int fd, char *out, size_t outsz)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char host[INET6_ADDRSTRLEN] = "?";
+
+	snprintf(out, outsz, "?");
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		return;
+	if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+
+		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+		snprintf(out, outsz, "%s:%d", host, ntohs(sin->sin_port));
+	} else if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+
+		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
+		snprintf(out, outsz, "[%s]:%d", host, ntohs(sin6->sin6_port));
+	}
+}
+
 static void worker_run(struct worker *w)
 {
 	while (peek_flow(w)) {
@@ -752,6 +826,8 @@ static void worker_run(struct worker *w)
 			send_one(w, next_flow(w), m);
 		pace(w, (int)(seqs_taken(w) - before));
 	}
+	for (int i = 0; i < w->nflows; i++)
+		local_address(w->flows[i].fd, w->flows[i].src, sizeof(w->flows[i].src));
 }
 
 static void worker_setup(struct worker *w, int index, int proc, struct sockset *socks,
@@ -812,9 +888,9 @@ static void print_summary(struct worker *ws, int nw, int proc)
 
 			fprintf(m, "%s\"%u\":{\"sent\":%" PRIu64 ",\"bytes\":%" PRIu64
 				",\"zero_len\":%" PRIu64 ",\"zero_len_writev\":%" PRIu64
-				",\"dest\":\"%s\",\"dest_index\":%d}",
+				",\"dest\":\"%s\",\"dest_index\":%d,\"src\":\"%s\"}",
 				first ? "" : ",", f->id, f->sent, f->bytes, f->zero_len,
-				f->zero_len_writev, opt.dests[f->dest].text, f->dest);
+				f->zero_len_writev, opt.dests[f->dest].text, f->dest, f->src);
 			first = false;
 			total += f->sent;
 			bytes += f->bytes;
@@ -1028,41 +1104,65 @@ static int conn6(void)
 	return probe_socket(AF_INET6, &sink6_addr, sizeof(sink6_addr));
 }
 
-/* Appends " NAME=N:SIZExCOUNT,..." for what arrived on the sink. */
-static void drain_sink(int fd, const char *name, char *out, size_t outsz)
-{
+struct sink_tally {
+	const char *name;
+	int fd;
+	int n, nsz;
 	uint32_t sizes[64], counts[64];
-	int nsz = 0, n = 0;
+};
+
+static void tally(struct sink_tally *t, uint32_t size)
+{
+	int i;
+
+	t->n++;
+	for (i = 0; i < t->nsz; i++)
+		if (t->sizes[i] == size)
+			break;
+	if (i == t->nsz && t->nsz < 64) {
+		t->sizes[t->nsz] = size;
+		t->counts[t->nsz++] = 0;
+	}
+	if (i < 64)
+		t->counts[i]++;
+}
+
+/* Receives what reached the sinks (until 10 ms without data) and appends
+ * " NAME=N:SIZExCOUNT,..." per sink that got something. */
+static void drain_sinks(char *out, size_t outsz)
+{
 	static uint8_t rbuf[70000];
+	struct sink_tally t[3] = {
+		{ .name = "d4", .fd = probe_sink4 },
+		{ .name = "d4b", .fd = probe_sink4b },
+		{ .name = "d6", .fd = probe_sink6 },
+	};
+	struct pollfd p[3];
 	size_t used = strlen(out);
 
-	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		ssize_t r;
-		int i;
-
-		if (poll(&p, 1, 30) <= 0)
-			break;
-		r = recv(fd, rbuf, sizeof(rbuf), MSG_DONTWAIT);
-		if (r < 0)
-			break;
-		n++;
-		for (i = 0; i < nsz; i++)
-			if (sizes[i] == (uint32_t)r)
-				break;
-		if (i == nsz && nsz < 64) {
-			sizes[nsz] = (uint32_t)r;
-			counts[nsz++] = 0;
-		}
-		if (i < 64)
-			counts[i]++;
+	for (int i = 0; i < 3; i++) {
+		p[i].fd = t[i].fd;
+		p[i].events = POLLIN;
 	}
-	if (n == 0)
-		return;
-	used += (size_t)snprintf(out + used, outsz - used, " %s=%d:", name, n);
-	for (int i = 0; i < nsz && used < outsz; i++)
-		used += (size_t)snprintf(out + used, outsz - used, "%s%ux%u", i ? "," : "", sizes[i],
-					 counts[i]);
+	while (poll(p, 3, 10) > 0) {
+		for (int i = 0; i < 3; i++) {
+			ssize_t r;
+
+			if (!(p[i].revents & POLLIN))
+				continue;
+			r = recv(t[i].fd, rbuf, sizeof(rbuf), MSG_DONTWAIT);
+			if (r >= 0)
+				tally(&t[i], (uint32_t)r);
+		}
+	}
+	for (int k = 0; k < 3; k++) {
+		if (!t[k].n)
+			continue;
+		used += (size_t)snprintf(out + used, outsz - used, " %s=%d:", t[k].name, t[k].n);
+		for (int i = 0; i < t[k].nsz && used < outsz; i++)
+			used += (size_t)snprintf(out + used, outsz - used, "%s%ux%u", i ? "," : "",
+						 t[k].sizes[i], t[k].counts[i]);
+	}
 }
 
 static int probe_cases;
@@ -1076,9 +1176,7 @@ static void report(const char *name, long rc, int err, int *fds, int nfds, const
 	for (int i = 0; i < nfds; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
-	drain_sink(probe_sink4, "d4", deliv, sizeof(deliv));
-	drain_sink(probe_sink4b, "d4b", deliv, sizeof(deliv));
-	drain_sink(probe_sink6, "d6", deliv, sizeof(deliv));
+	drain_sinks(deliv, sizeof(deliv));
 	printf("case=%s rc=%ld errno=%s%s%s%s\n", name, rc, rc < 0 ? strerrorname_np(err) : "OK",
 	       extra ? " " : "", extra ? extra : "", deliv);
 	fflush(stdout);
@@ -1225,6 +1323,22 @@ static void probe_unconnected(void)
 	REPORT1("sendto_nulladdr_unconnected", fd, sendto(fd, probe_buf, 10, 0, probe_null, 16));
 	fd = probe_socket(AF_INET6, NULL, 0);
 	REPORT1("send_unconnected_v6", fd, send(fd, probe_buf, 10, 0));
+
+	/* the kernel binds an unbound socket on its first send */
+	{
+		struct sockaddr_in local;
+		socklen_t len = sizeof(local);
+		char extra[64];
+		int fds[1];
+		long rc;
+
+		fds[0] = fd = probe_socket(AF_INET, NULL, 0);
+		errno = 0;
+		rc = sendto(fd, probe_buf, 10, 0, (struct sockaddr *)&sink4_addr, sizeof(sink4_addr));
+		getsockname(fd, (struct sockaddr *)&local, &len);
+		snprintf(extra, sizeof(extra), "bound=%d", local.sin_port != 0);
+		report("getsockname_after_sendto", rc, errno, fds, 1, extra);
+	}
 
 	/* connect, then dissolve the association with AF_UNSPEC */
 	{

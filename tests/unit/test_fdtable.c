@@ -18,7 +18,7 @@ static int teardown(void **state)
 	for (int fd = 0; fd < t.nslots; fd++) {
 		uintptr_t v = uw_fdtable_peek(&t, fd);
 
-		if (v > UW_FD_FOREIGN) {
+		if (uw_slot_sock(v)) {
 			struct uw_sock *s = (struct uw_sock *)v;
 
 			for (int o = fd; o < t.nslots; o++)
@@ -41,7 +41,7 @@ static struct uw_sock *at(int fd)
 {
 	uintptr_t v = uw_fdtable_peek(&t, fd);
 
-	return v > UW_FD_FOREIGN ? (struct uw_sock *)v : NULL;
+	return uw_slot_sock(v);
 }
 
 static void new_socket_is_found_by_fd(void **state)
@@ -98,10 +98,10 @@ static void foreign_mark_never_hides_a_socket(void **state)
 	struct uw_sock *s = uw_sock_new(&t, 7, AF_INET);
 
 	(void)state;
-	uw_fdtable_mark_foreign(&t, 3);
+	uw_fdtable_mark_foreign(&t, 3, UW_FD_FOREIGN);
 	assert_int_equal(uw_fdtable_peek(&t, 3), UW_FD_FOREIGN);
 	uw_fdtable_install(&t, 7, s);
-	uw_fdtable_mark_foreign(&t, 7);
+	uw_fdtable_mark_foreign(&t, 7, UW_FD_OTHER_SOCK);
 	assert_ptr_equal(at(7), s);
 	/* reuse of a foreign fd by a new socket */
 	assert_null(uw_fdtable_install(&t, 3, uw_sock_new(&t, 3, AF_INET)));
@@ -118,7 +118,7 @@ static void adopt_installs_only_over_unknown(void **state)
 	assert_int_equal(a->refs, 1);
 	assert_int_equal(b->refs, 0);
 	uw_sock_discard(&t, b);
-	uw_fdtable_mark_foreign(&t, 20);
+	uw_fdtable_mark_foreign(&t, 20, UW_FD_OTHER_SOCK);
 	b = uw_sock_new(&t, 20, AF_INET);
 	assert_null(uw_fdtable_adopt(&t, 20, b));
 	uw_sock_discard(&t, b);

@@ -183,6 +183,24 @@ static void sendto_the_peer_is_the_same_flow_as_send(void **state)
 	assert_int_equal(rec[0].last_byte, 5);
 }
 
+/* A flush thread kept off the CPU: the sender that finds the stage past
+ * its due time flushes it. */
+static void sender_flushes_a_late_stage(void **state)
+{
+	(void)state;
+	fake_now = 1000000000ull;
+	send_tagged(s, 100, 0, (void *)&to, sizeof(to), 0);
+	fake_now += 1000000;			/* 1 ms: not due (2 ms) */
+	send_tagged(s, 100, 1, (void *)&to, sizeof(to), 0);
+	assert_int_equal(nrec, 0);
+	fake_now += 1000000;			/* 2 ms: due */
+	send_tagged(s, 100, 2, (void *)&to, sizeof(to), 0);
+	assert_int_equal(nrec, 1);
+	assert_int_equal(rec[0].nseg, 3);
+	assert_int_equal(atomic_load(&c.stats.flushes[UW_FLUSH_DEADLINE]), 1);
+	assert_int_equal(atomic_load(&c.queued_total), 0);
+}
+
 static void pending_error_is_reported_once_and_not_queued(void **state)
 {
 	(void)state;
@@ -233,6 +251,7 @@ int main(void)
 		T(unqueueable_send_flushes_its_socket_first),
 		T(order_holds_across_arena_full_flushes),
 		T(sendto_the_peer_is_the_same_flow_as_send),
+		T(sender_flushes_a_late_stage),
 		T(pending_error_is_reported_once_and_not_queued),
 		T(flush_sock_only_when_it_has_datagrams),
 		T(forked_child_starts_empty),
