@@ -210,38 +210,27 @@ UW_EXPORT int dup3(int oldfd, int newfd, int flags)
 	return dup_onto(oldfd, newfd, flags, true);
 }
 
-static int fcntl_common(int (*fn)(int, int, ...), int fd, int cmd, unsigned long arg)
+/* F_DUPFD and F_DUPFD_CLOEXEC are dup()s; the rest passes through. The
+ * third argument, when there is one, is an int, a long or a pointer: all
+ * fit the unsigned long it is read as (x86-64 and other LP64 ABIs). */
+UW_EXPORT int fcntl(int fd, int cmd, ...)
 {
-	int r = fn(fd, cmd, arg);
+	va_list ap;
+	unsigned long arg;
+	int r;
 
+	va_start(ap, cmd);
+	arg = va_arg(ap, unsigned long);
+	va_end(ap);
+	uw_bind_real();
+	r = real.fcntl(fd, cmd, arg);
 	if (r >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && uw_on())
 		uw_fd_dup(fd, r);
 	return r;
 }
 
-UW_EXPORT int fcntl(int fd, int cmd, ...)
-{
-	va_list ap;
-	unsigned long arg;
-
-	va_start(ap, cmd);
-	arg = va_arg(ap, unsigned long);
-	va_end(ap);
-	uw_bind_real();
-	return fcntl_common(real.fcntl, fd, cmd, arg);
-}
-
-UW_EXPORT int fcntl64(int fd, int cmd, ...)
-{
-	va_list ap;
-	unsigned long arg;
-
-	va_start(ap, cmd);
-	arg = va_arg(ap, unsigned long);
-	va_end(ap);
-	uw_bind_real();
-	return fcntl_common(real.fcntl64, fd, cmd, arg);
-}
+/* glibc's fcntl64 is the same function on LP64. */
+UW_EXPORT int fcntl64(int fd, int cmd, ...) __attribute__((alias("fcntl")));
 
 UW_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 {

@@ -217,45 +217,50 @@ static void fill_args(char **argv, size_t n, const char *arg0, va_list ap)
 		argv[i] = va_arg(ap, char *);
 }
 
+/* The vector call a list form amounts to; execle's envp follows the NULL. */
+static int exec_list(const char *path, const char *arg, va_list ap,
+		     int (*vec)(const char *, char *const[]), bool with_env)
+{
+	size_t n = count_args(ap);
+	char *argv[n + 1];
+
+	fill_args(argv, n, arg, ap);
+	if (with_env)
+		return execve(path, argv, va_arg(ap, char *const *));
+	return vec(path, argv);
+}
+
 UW_EXPORT int execl(const char *path, const char *arg, ...)
 {
 	va_list ap;
-	size_t n;
+	int r;
 
 	va_start(ap, arg);
-	n = count_args(ap);
-	char *argv[n + 1];
-	fill_args(argv, n, arg, ap);
+	r = exec_list(path, arg, ap, execv, false);
 	va_end(ap);
-	return execv(path, argv);
+	return r;
 }
 
 UW_EXPORT int execlp(const char *file, const char *arg, ...)
 {
 	va_list ap;
-	size_t n;
+	int r;
 
 	va_start(ap, arg);
-	n = count_args(ap);
-	char *argv[n + 1];
-	fill_args(argv, n, arg, ap);
+	r = exec_list(file, arg, ap, execvp, false);
 	va_end(ap);
-	return execvp(file, argv);
+	return r;
 }
 
 UW_EXPORT int execle(const char *path, const char *arg, ...)
 {
-	char *const *envp;
 	va_list ap;
-	size_t n;
+	int r;
 
 	va_start(ap, arg);
-	n = count_args(ap);
-	char *argv[n + 1];
-	fill_args(argv, n, arg, ap);
-	envp = va_arg(ap, char *const *);
+	r = exec_list(path, arg, ap, NULL, true);
 	va_end(ap);
-	return execve(path, argv, envp);
+	return r;
 }
 
 /* ---- the public API (include/udpweave.h) ----------------------------- */
