@@ -23,21 +23,27 @@ Paths:
             to the receiver's CPU instead of in the sender's softirq
             context: without it that work is charged to the sender
             process (tick accounting, no IRQ_TIME_ACCOUNTING).  The
-            "rx charging check" measures both ways.  TSO is turned off on
-            the sending veth so every skb, whatever its origin, is eligible
-            for the NAPI path (veth_skb_is_eligible_for_gro) -- the same
-            receive path for all variants.
+            "rx charging check" measures both ways.  TSO is off on the
+            sending veth so every skb, whatever its origin, is eligible for
+            the NAPI path (veth_skb_is_eligible_for_gro), and a pfifo qdisc
+            on it turns a full NAPI ring into backpressure instead of drops
+            (many connected sockets otherwise overflow the 256-entry ring).
+            Same receive path for every variant.
   loopback  sender and receiver on the lo of a private netns (uwb-lo-*);
             here the receive path runs in the sender's context and IS
             charged to it (shown for comparison, as naive measurements see).
 
-Figures per variant (medians over rounds; CPU from wait4() rusage of the
-sender process, which covers its threads and its exit-time flush):
-sender CPU us/datagram, ratio to baseline (median of per-round ratios),
-datagrams per send system call (shim: stats JSON datagrams_out/syscalls;
-plain modes: the tool's own call count), peak RSS and its difference to
-baseline, and delivery (loss, per-flow order, sizes) seen by udp_sink.
+Figures per variant (medians over rounds): sender CPU us/datagram from the
+wait4() rusage of the sender alone (build/bench/run_measured forks it, so
+neither the launchers nor Python's high-water RSS leak into the figures;
+covers its threads and the exit-time flush), ratio to baseline (median of
+per-round ratios), datagrams per send system call (shim: stats JSON
+datagrams_out/syscalls; plain modes: the tool's own call count), peak RSS
+and its difference to baseline, delivery (loss, per-flow order, sizes) seen
+by udp_sink, and CPU of the receiving napi kthread.  --rate paces every
+sender (the ideal then batches one 2 ms window per destination).
 
+Writes bench/results/NAME.json, NAME.md (and NAME.png with matplotlib).
 Traffic goes only to addresses inside the namespaces this script creates;
 they are removed on exit, on error and on Ctrl-C.
 """
@@ -67,6 +73,8 @@ LO_BASE = '127.0.1.1'
 SENDER_TIMEOUT = 40.0   # hard kill of a sender (udp_blast stops itself at 20 s)
 BLAST_TIME_LIMIT = 20.0
 TX_QDISC_LIMIT = 50000
+IDEAL_WINDOW_S = 0.002      # UDPWEAVE_MAX_DELAY_US default
+SEND_CALLS = ('sendto', 'sendmsg', 'sendmmsg')
 
 VARIANTS = {
     'baseline':      {'mode': 'sendto', 'preload': False},
@@ -251,6 +259,10 @@ class Runner:
         self.lib = os.path.join(self.build, 'libudpweave.so')
         self.tmp = tempfile.mkdtemp(prefix='uwbench-')
         self.rusage_path = os.path.join(self.tmp, 'rusage.json')
+        # Paced runs: the ideal batches what arrives in one max-delay
+        # window (2 ms), as the shim can; unpaced it uses 16-segment runs.
+        self.segs = 16 if not args.rate else max(1, min(16, round(
+            args.rate * IDEAL_WINDOW_S / (N_ADDRS * N_PORTS))))
         self.children = []
 
     def close(self):
@@ -317,7 +329,8 @@ class Runner:
                  self.blast, '--mode', v['mode'], '--count', str(count),
                  '--size', str(SIZE), '--dst', None, '--addrs', str(N_ADDRS),
                  '--port', str(BASE_PORT), '--ports', str(N_PORTS),
-                 '--segs', '16', '--time-limit', str(BLAST_TIME_LIMIT)])
+                 '--segs', str(self.segs), '--time-limit', str(BLAST_TIME_LIMIT),
+                 '--rate', str(self.args.rate)])
 
     def run_sender(self, cmd):
         """Run the sender; returns (exit, rusage dict, out).  The rusage is
@@ -400,7 +413,8 @@ class Runner:
         stats_path = os.path.join(self.tmp, 'strace-stats-%p.json')
         sink = self.start_sink(rx)
         cmd = self.sender_cmd(tx, 'shim', count, stats_path,
-                              prefix=['strace', '-f', '-c', '-o', out])
+                              prefix=['strace', '-f', '-c', '-o', out, '-e',
+                                      'trace=' + ','.join(SEND_CALLS + ('write', 'writev'))])
         cmd[cmd.index(None)] = dst
         rc, ru, _ = self.run_sender(cmd)
         wall = ru['wall_s']
@@ -411,8 +425,7 @@ class Runner:
                 m = re.match(r'\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$', line)
                 if m:
                     calls[m.group(2)] = int(m.group(1))
-        send_calls = sum(calls.get(k, 0) for k in
-                         ('sendto', 'sendmsg', 'sendmmsg', 'write', 'writev'))
+        send_calls = sum(calls.get(k, 0) for k in SEND_CALLS)
         stats = None
         for f in os.listdir(self.tmp):
             if f.startswith('strace-stats-'):
@@ -509,12 +522,18 @@ def fmt(x, spec='%.2f', none='–'):
 def markdown(result):
     a = result['config']
     lines = ['# udpweave benchmark: %s' % result['name'], '',
-             '%s; %d datagrams x %d B per run, %d destinations (%d addrs x %d ports), '
-             '%d rounds interleaved, medians. Kernel %s, %d CPUs%s.' % (
-                 result['date'], a['count'], SIZE, N_ADDRS * N_PORTS, N_ADDRS,
-                 N_PORTS, a['rounds'], result['kernel'], os.cpu_count(),
+             '`%s` — %s; %d datagrams x %d B per run, %d destinations (%d addrs x %d ports), '
+             '%s, %d rounds interleaved (order rotated), medians. Kernel %s, %d CPUs%s.%s' % (
+                 result['command'], result['date'], a['count'], SIZE, N_ADDRS * N_PORTS,
+                 N_ADDRS, N_PORTS,
+                 'paced at %d dgrams/s (ideal: %d-segment runs)' % (a['rate'], a['ideal_segs'])
+                 if a['rate'] else 'as fast as possible',
+                 a['rounds'], result['kernel'], os.cpu_count(),
                  ', sender pinned to CPU %d, receiver+napi to CPU %d' % tuple(a['pin'])
-                 if a['pin'] else ''), '']
+                 if a['pin'] else '',
+                 ' Shim env: %s.' % ' '.join(a['shim_env']) if a['shim_env'] else ''),
+             '', 'Sender CPU = user+sys of the sender process alone (wait4 in run_measured; '
+             'includes its threads and the exit-time flush).', '']
     for path in ('veth', 'loopback'):
         rows = result['summary'].get(path)
         if not rows:
@@ -526,10 +545,10 @@ def markdown(result):
                   + (' rx napi µs/dgram |' if path == 'veth' else ''),
                   '|---|---|---|---|---|---|---|---|' + ('---|' if path == 'veth' else '')]
         for r in rows:
-            line = '| %s%s | %s (%s–%s) | %s | %s | %s (%s) | %d/%d | %d | %s |' % (
+            line = '| %s%s | %s | %s | %s | %s (%s) | %d/%d | %d | %s |' % (
                 r['variant'], ' (%d FAILED)' % r['failed'] if r['failed'] else '',
-                fmt(r['cpu_us_per_dgram'], '%.3f'), fmt(r['cpu_us_min'], '%.3f'),
-                fmt(r['cpu_us_max'], '%.3f'),
+                '%.3f (%.3f–%.3f)' % (r['cpu_us_per_dgram'], r['cpu_us_min'], r['cpu_us_max'])
+                if r['cpu_us_per_dgram'] is not None else '–',
                 '1/%.1f (%.3f)' % (1 / r['ratio_to_baseline'], r['ratio_to_baseline'])
                 if r['ratio_to_baseline'] else '–',
                 fmt(r['dgrams_per_syscall'], '%.1f'),
@@ -540,6 +559,27 @@ def markdown(result):
             if path == 'veth':
                 line += ' %s |' % fmt(r['napi_us_per_dgram'], '%.3f')
             lines.append(line)
+        lines.append('')
+        for r in rows:
+            st = r.get('stats_last')
+            if st:
+                lines.append('- %s stats (last run): backend=%s syscalls=%s batches=%s gso_runs=%s '
+                             'segments_max=%s max_queue_delay_us=%s flushes=%s; over all runs: '
+                             'dropped=%d fallbacks_gso=%d async_errors=%d, datagrams_in≠count in %d runs' % (
+                                 r['variant'], st.get('backend'), st.get('syscalls'), st.get('batches'),
+                                 st.get('gso_runs'), st.get('segments_max'),
+                                 st.get('max_queue_delay_us', '?'),
+                                 {k: v for k, v in (st.get('flushes_by_reason') or {}).items() if v},
+                                 r['datagrams_dropped_total'], r['fallbacks_gso_total'],
+                                 r['async_errors_total'], r['stats_mismatch']))
+            elif r.get('stats_missing'):
+                lines.append('- %s: NO stats JSON written in %d runs' % (r['variant'], r['stats_missing']))
+            if r['loss_total']:
+                where = ('veth tx dropped %d skbs, qdisc drops %d, ' % (
+                    r['veth_tx_dropped'], r['qdisc_drops']) if path == 'veth' else '')
+                lines.append('- %s loss: %sreceiver UDP RcvbufErrors %d%s' % (
+                    r['variant'], where, r['rcvbuf_errors'],
+                    ', sender failed in %d runs' % r['failed'] if r['failed'] else ''))
         lines.append('')
     t = result.get('targets')
     if t:
@@ -560,16 +600,54 @@ def markdown(result):
     s = result.get('strace')
     if s:
         lines += ['## strace cross-check (shim, %s, %d datagrams, `strace -f -c`)' % (s['path'], s['count']), '',
-                  '- send calls counted by strace: %s %s' % (s['strace_send_calls'], s['strace_calls']),
-                  '- library stats: syscalls=%s datagrams_out=%s → %s dgrams/syscall (strace slows the '
-                  'sender, so batches differ from the untraced runs)' % (
-                      s['stats_syscalls'], s['stats_datagrams_out'],
+                  '- send calls (sendto+sendmsg+sendmmsg) counted by strace: %s, library stats '
+                  'syscalls: %s → %s; %s dgrams/syscall' % (
+                      s['strace_send_calls'], s['stats_syscalls'],
+                      'agree' if s['strace_send_calls'] == s['stats_syscalls'] else 'DISAGREE',
                       fmt(s['stats_datagrams_out'] / s['strace_send_calls'], '%.1f')
                       if s['strace_send_calls'] and s['stats_datagrams_out'] else '–'),
+                  '- per call: %s (write/writev are udp_blast\'s stdout and the stats file, '
+                  'not sockets; strace slows the sender, so batches differ from untraced runs)'
+                  % s['strace_calls'],
                   '- receiver got %s of %d' % (s['received'], s['count']), '']
     for n in result.get('notes', []):
         lines.append('- ' + n)
     return '\n'.join(lines) + '\n'
+
+
+def plot(result, path_png):
+    """Bar chart of sender CPU per datagram (median, min-max whiskers);
+    skipped when matplotlib is not installed."""
+    try:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    paths = [p for p in ('veth', 'loopback') if result['summary'].get(p)]
+    fig, axes = plt.subplots(1, len(paths), figsize=(5 * len(paths), 3.6),
+                             squeeze=False)
+    for ax, p in zip(axes[0], paths):
+        rows = [r for r in result['summary'][p] if r['cpu_us_per_dgram'] is not None]
+        xs = range(len(rows))
+        med_ = [r['cpu_us_per_dgram'] for r in rows]
+        err = [[m - r['cpu_us_min'] for m, r in zip(med_, rows)],
+               [r['cpu_us_max'] - m for m, r in zip(med_, rows)]]
+        ax.bar(xs, med_, yerr=err, capsize=3,
+               color=['#888' if not VARIANTS[r['variant']]['preload'] else '#2a7'
+                      for r in rows])
+        ax.set_xticks(list(xs))
+        ax.set_xticklabels([r['variant'] for r in rows], rotation=30, ha='right')
+        ax.set_ylabel('sender CPU µs / datagram')
+        ax.set_title(p)
+        for x, m in zip(xs, med_):
+            ax.text(x, m, '%.2f' % m, ha='center', va='bottom', fontsize=8)
+    fig.suptitle('udpweave %s: %d x %d B to %d destinations' % (
+        result['name'], result['config']['count'], SIZE, N_ADDRS * N_PORTS), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path_png, dpi=80)
+    plt.close(fig)
+    return True
 
 
 def targets(rows):
@@ -621,6 +699,8 @@ def main():
                     % (','.join(DEFAULT_VETH), ','.join(DEFAULT_LO)))
     ap.add_argument('--shim-env', action='append', default=[],
                     metavar='KEY=VAL', help='extra environment for shim variants')
+    ap.add_argument('--rate', type=int, default=0,
+                    help='pace every sender at this many datagrams/s (0: as fast as possible)')
     ap.add_argument('--no-pin', action='store_true')
     ap.add_argument('--no-strace', action='store_true')
     ap.add_argument('--no-rx-check', action='store_true')
@@ -635,6 +715,7 @@ def main():
     for p in paths:
         vs = args.variants.split(',') if args.variants else (
             DEFAULT_VETH if p == 'veth' else DEFAULT_LO)
+        vs = list(dict.fromkeys(v for v in vs if v))
         for v in vs:
             if v not in VARIANTS:
                 raise BenchError('unknown variant %s' % v)
@@ -653,11 +734,14 @@ def main():
     def on_signal(sig, frame):
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     t_start = time.monotonic()
     result = {'name': args.name,
               'date': datetime.datetime.now().strftime('%Y-%m-%d %H:%M:%S'),
               'kernel': os.uname().release,
+              'command': ' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
               'config': {'count': args.count, 'rounds': args.rounds,
+                         'rate': args.rate, 'ideal_segs': runner.segs,
                          'pin': list(pin) if pin else None,
                          'shim_env': args.shim_env, 'size': SIZE,
                          'destinations': N_ADDRS * N_PORTS},
@@ -742,6 +826,8 @@ def main():
         json.dump(result, f, indent=1, default=str)
     with open(os.path.join(outdir, args.name + '.md'), 'w') as f:
         f.write(md)
+    if plot(result, os.path.join(outdir, args.name + '.png')):
+        log('wrote %s/%s.png' % (outdir, args.name))
     print(md)
     log('wrote %s/%s.{json,md}' % (outdir, args.name))
     failed = [r for r in runs if r['exit'] != 0]

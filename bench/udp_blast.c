@@ -308,15 +308,17 @@ static bool out_of_time(struct blast *b)
 	return true;
 }
 
-/* Pacing in 1 ms ticks: before datagram number n, sleep until its tick. */
+/* Pacing in 1 ms bursts: datagram n is due at t_start + n / rate. */
+static long pace_burst(const struct blast *b)
+{
+	return b->opt.rate >= 2000 ? b->opt.rate / 1000 : 1;
+}
+
 static void pace(struct blast *b, long n)
 {
-	double due;
+	double due = b->t_start + (double)n / (double)b->opt.rate;
 	struct timespec ts;
 
-	if (b->opt.rate <= 0)
-		return;
-	due = b->t_start + (double)(n / (b->opt.rate / 1000 + 1)) / 1000.0;
 	if (due <= now_s())
 		return;
 	ts.tv_sec = (time_t)due;
@@ -324,11 +326,12 @@ static void pace(struct blast *b, long n)
 	clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
 }
 
-static bool should_pause(struct blast *b, long n)
+/* Called before datagram (or round) n: pace, and stop when out of time. */
+static bool should_pause(struct blast *b, long n, long step)
 {
-	if (b->opt.rate > 0 && n % (b->opt.rate / 1000 + 1) == 0)
+	if (b->opt.rate > 0 && n % pace_burst(b) < step)
 		pace(b, n);
-	return (n & 1023) == 0 && out_of_time(b);
+	return n % 1024 < step && out_of_time(b);
 }
 
 static void account(struct blast *b, ssize_t r, long ndgrams)
@@ -354,7 +357,7 @@ static void run_sendto(struct blast *b)
 		int f = n % b->ndest;
 		struct dest *d = &b->dests[f];
 
-		if (should_pause(b, n))
+		if (should_pause(b, n, 1))
 			break;
 		tag_datagram(b, buf, f);
 		account(b, sendto(b->fd, buf, b->opt.size, 0,
@@ -374,7 +377,7 @@ static void run_connected(struct blast *b)
 	for (n = 0; n < b->opt.count; n++) {
 		int f = n % b->ndest;
 
-		if (should_pause(b, n))
+		if (should_pause(b, n, 1))
 			break;
 		tag_datagram(b, buf, f);
 		account(b, send(b->conn_fds[f], buf, b->opt.size, 0), 1);
@@ -426,7 +429,7 @@ static void run_sendmmsg(struct blast *b)
 		die("calloc");
 	for (i = 0; i < batch; i++)
 		fill_payload(bufs + (size_t)i * b->opt.size, b->opt.size);
-	while (n < b->opt.count && !should_pause(b, n)) {
+	while (n < b->opt.count && !should_pause(b, n, batch)) {
 		int vlen = 0;
 
 		for (; vlen < batch && n < b->opt.count; vlen++, n++) {
@@ -485,7 +488,7 @@ static void run_ideal_gso(struct blast *b)
 	for (d = 0; d < b->ndest; d++)
 		for (s = 0; s < b->opt.segs; s++)
 			fill_payload(bufs + d * run_bytes + s * size, size);
-	while (n < b->opt.count && !should_pause(b, n)) {
+	while (n < b->opt.count && !should_pause(b, n, per_round)) {
 		long left = b->opt.count - n;
 		int vlen = 0;
 

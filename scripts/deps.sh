@@ -9,7 +9,9 @@ PKGS=(
 	libcmocka-dev                   # unit tests
 	python3 python3-pytest          # integration tests
 	iproute2 iperf3 strace          # integration tests, bench
-	ffmpeg                          # demo: media generation and streaming
+	ethtool                         # bench: veth offloads
+	ffmpeg                          # demo: media generation
+	gstreamer1.0-tools gstreamer1.0-plugins-good   # demo: the streaming server
 	python3-matplotlib              # bench plots
 )
 
