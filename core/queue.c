@@ -72,44 +72,111 @@ bool uw_addr_equal(const struct uw_addr *a, const struct uw_addr *b)
 	return a->len == b->len && !memcmp(&a->u, &b->u, a->len);
 }
 
+static uint32_t mix32(uint32_t h, uint32_t v)
+{
+	h ^= v * 0x9e3779b1u;
+	return (h << 13 | h >> 19) * 5u + 0xe6546b64u;
+}
+
 uint32_t uw_addr_hash(const struct uw_addr *a)
 {
-	uint32_t h = 2166136261u;
-	const unsigned char *p = (const unsigned char *)&a->u;
+	uint32_t h = a->len;
 
-	for (socklen_t i = 0; i < a->len; i++)
-		h = (h ^ p[i]) * 16777619u;
-	return h;
+	if (a->len == sizeof(a->u.in)) {
+		h = mix32(h, a->u.in.sin_addr.s_addr);
+		h = mix32(h, a->u.in.sin_port);
+	} else if (a->len == sizeof(a->u.in6)) {
+		const uint32_t *w = a->u.in6.sin6_addr.s6_addr32;
+
+		for (int i = 0; i < 4; i++)
+			h = mix32(h, w[i]);
+		h = mix32(h, a->u.in6.sin6_port ^ a->u.in6.sin6_scope_id ^
+			     a->u.in6.sin6_flowinfo);
+	}
+	return h ^ (h >> 16);
 }
 
 /* ---- stages ------------------------------------------------------------- */
 
-int uw_stage_init(struct uw_stage *st, size_t size)
+int uw_arena_init(struct uw_arena *a, size_t total)
 {
-	memset(st, 0, sizeof(*st));
-	st->base = malloc(size);
-	if (!st->base)
+	size_t chunk = total / 8 > UW_CHUNK_MIN ? total / 8 : UW_CHUNK_MIN;
+	unsigned int n = total / chunk > 2 ? (unsigned int)(total / chunk) : 2;
+
+	memset(a, 0, sizeof(*a));
+	a->mem = malloc((size_t)n * chunk);
+	a->chunk = calloc(n, sizeof(*a->chunk));
+	if (!a->mem || !a->chunk) {
+		uw_arena_free(a);
 		return -ENOMEM;
-	st->size = size;
+	}
+	a->chunk_size = chunk;
+	a->nchunks = n;
+	for (unsigned int i = n; i-- > 0;) {
+		a->chunk[i].base = a->mem + (size_t)i * chunk;
+		a->chunk[i].next = a->free;
+		a->free = &a->chunk[i];
+	}
+	a->nfree = n;
 	return 0;
 }
 
-void uw_stage_free(struct uw_stage *st)
+void uw_arena_free(struct uw_arena *a)
 {
-	free(st->base);
+	free(a->mem);
+	free(a->chunk);
+	memset(a, 0, sizeof(*a));
+}
+
+void uw_stage_init(struct uw_stage *st, struct uw_arena *arena)
+{
 	memset(st, 0, sizeof(*st));
+	st->arena = arena;
 }
 
 void uw_stage_reset(struct uw_stage *st)
 {
+	struct uw_arena *a = st->arena;
+
 	for (struct uw_flow *f = st->flows; f; f = f->next)
 		st->bucket[f->bucket] = NULL;
+	while (st->chunks) {
+		struct uw_chunk *ch = st->chunks;
+
+		st->chunks = ch->next;
+		ch->next = a->free;
+		a->free = ch;
+		a->nfree++;
+	}
 	st->used = 0;
 	st->ndgrams = 0;
 	st->nbytes = 0;
 	st->oldest_ns = 0;
 	st->flows = st->flows_tail = NULL;
 	st->nflows = 0;
+}
+
+/* need bytes of st's current chunk, or of a fresh one; NULL: none free. */
+static void *stage_take(struct uw_stage *st, size_t need)
+{
+	struct uw_arena *a = st->arena;
+	struct uw_chunk *ch = st->chunks;
+	void *p;
+
+	if (!ch || ch->used + need > a->chunk_size) {
+		ch = a->free;
+		if (!ch || need > a->chunk_size)
+			return NULL;
+		a->free = ch->next;
+		a->nfree--;
+		ch->used = 0;
+		ch->next = st->chunks;
+		st->chunks = ch;
+	}
+	p = ch->base + ch->used;
+	ch->used += need;
+	st->used += need;
+	return p;
 }
 
 static struct uw_flow *stage_find(struct uw_stage *st, uint32_t bucket, struct uw_sock *s,
@@ -127,17 +194,18 @@ int uw_stage_add(struct uw_stage *st, struct uw_sock *s, const struct uw_addr *d
 	uint32_t bucket = (uw_addr_hash(dest) ^ (uint32_t)((uintptr_t)s >> 4)) %
 			  UW_FLOW_BUCKETS;
 	struct uw_flow *f = stage_find(st, bucket, s, dest);
-	size_t need = sizeof(struct uw_dgram) + UW_ALIGN8(len);
+	size_t dlen = sizeof(struct uw_dgram) + UW_ALIGN8(len);
+	size_t flen = f ? 0 : UW_ALIGN8(sizeof(*f));
 	struct uw_dgram *d;
 	unsigned char *p;
 
-	if (!f)
-		need += UW_ALIGN8(sizeof(*f));
-	if (st->used + need > st->size)
+	/* flow and datagram in one piece: all or nothing */
+	p = stage_take(st, flen + dlen);
+	if (!p)
 		return -ENOSPC;
+	d = (struct uw_dgram *)(p + flen);
 	if (!f) {
-		f = (struct uw_flow *)(st->base + st->used);
-		st->used += UW_ALIGN8(sizeof(*f));
+		f = (struct uw_flow *)p;
 		memset(f, 0, sizeof(*f));
 		f->sock = s;
 		f->dest = *dest;
@@ -151,8 +219,6 @@ int uw_stage_add(struct uw_stage *st, struct uw_sock *s, const struct uw_addr *d
 		st->flows_tail = f;
 		st->nflows++;
 	}
-	d = (struct uw_dgram *)(st->base + st->used);
-	st->used += sizeof(*d) + UW_ALIGN8(len);
 	d->next = NULL;
 	d->len = (uint32_t)len;
 	for (size_t i = 0, p_off = 0; i < iovlen; i++) {
@@ -226,7 +292,6 @@ int uw_core_init(struct uw_core *c, const struct uw_config *cfg, const struct uw
 {
 	const struct uw_backend_ops *ops;
 	pthread_condattr_t ca;
-	size_t half = (size_t)cfg->arena_kb * 1024 / 2;
 	uint64_t delay = (uint64_t)cfg->max_delay_us * UW_NSEC_PER_USEC;
 	int err;
 
@@ -245,11 +310,11 @@ int uw_core_init(struct uw_core *c, const struct uw_config *cfg, const struct uw
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&c->wake, &ca);
 	pthread_condattr_destroy(&ca);
-	err = uw_stage_init(&c->stage[0], half);
-	if (!err)
-		err = uw_stage_init(&c->stage[1], half);
+	err = uw_arena_init(&c->arena, (size_t)cfg->arena_kb * 1024);
 	if (err)
 		goto fail;
+	uw_stage_init(&c->stage[0], &c->arena);
+	uw_stage_init(&c->stage[1], &c->arena);
 	c->be.ops = ops;
 	c->be.sys = sys;
 	c->be.stats = &c->stats;
@@ -258,8 +323,7 @@ int uw_core_init(struct uw_core *c, const struct uw_config *cfg, const struct uw
 		goto fail;
 	return 0;
 fail:
-	uw_stage_free(&c->stage[0]);
-	uw_stage_free(&c->stage[1]);
+	uw_arena_free(&c->arena);
 	return err;
 }
 
@@ -268,8 +332,7 @@ void uw_core_destroy(struct uw_core *c)
 	uw_core_stop_flusher(c);
 	if (c->be.ops && c->be.ops->close)
 		c->be.ops->close(&c->be);
-	uw_stage_free(&c->stage[0]);
-	uw_stage_free(&c->stage[1]);
+	uw_arena_free(&c->arena);
 	uw_scratch_free(&c->scratch);
 }
 
@@ -351,9 +414,9 @@ long uw_core_flush(struct uw_core *c, enum uw_flush_reason why)
 		pthread_mutex_lock(&c->qlock);
 		for (struct uw_flow *f = stg->flows; f; f = f->next)
 			f->sock->queued -= f->count;
-		atomic_fetch_sub_explicit(&c->queued_total, (uint64_t)n, memory_order_relaxed);
+		uw_stat_add_locked(&c->queued_total, -(uint64_t)n);
+		uw_stage_reset(stg);	/* its chunks are free again */
 		pthread_mutex_unlock(&c->qlock);
-		uw_stage_reset(stg);
 	}
 	pthread_mutex_unlock(&c->flock);
 	core_leave(cs);
@@ -442,9 +505,11 @@ ssize_t uw_core_send(struct uw_core *c, struct uw_sock *s, const struct uw_msg *
 		uw_stat_add(&c->stats.passthrough_calls, 1);
 		return UW_PASS;
 	}
-	err = atomic_exchange_explicit(&s->pending_err, 0, memory_order_relaxed);
-	if (err)
-		return -err;
+	if (atomic_load_explicit(&s->pending_err, memory_order_relaxed)) {
+		err = atomic_exchange_explicit(&s->pending_err, 0, memory_order_relaxed);
+		if (err)
+			return -err;
+	}
 	if (!(uw_sock_flags(s) & UW_SOCK_BOUND))
 		ensure_bound(c, s);
 	uw_addr_from_sockaddr(&dest, m->name, m->namelen);
@@ -467,10 +532,10 @@ ssize_t uw_core_send(struct uw_core *c, struct uw_sock *s, const struct uw_msg *
 		pthread_mutex_lock(&c->qlock);
 	}
 	s->queued++;
-	atomic_fetch_add_explicit(&c->queued_total, 1, memory_order_relaxed);
+	uw_stat_add_locked(&c->queued_total, 1);
+	uw_stat_add_locked(&c->stats.datagrams_in, 1);
+	uw_stat_add_locked(&c->stats.bytes_in, m->len);
 	late = sender_finds_stage_late(c, stg) || c->flusher_failed;
-	uw_stat_add(&c->stats.datagrams_in, 1);
-	uw_stat_add(&c->stats.bytes_in, m->len);
 	if (!c->flusher_running && !c->flusher_failed)
 		uw_core_start_flusher(c);
 	if (was_empty && c->flusher_idle)

@@ -211,6 +211,14 @@ static inline void uw_stat_add(_Atomic uint64_t *c, uint64_t v)
 	atomic_fetch_add_explicit(c, v, memory_order_relaxed);
 }
 
+/* For counters only ever written under one lock: a plain add, no locked
+ * instruction (readers elsewhere still see whole values). */
+static inline void uw_stat_add_locked(_Atomic uint64_t *c, uint64_t v)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
+			      memory_order_relaxed);
+}
+
 static inline void uw_stat_max(_Atomic uint64_t *c, uint64_t v)
 {
 	uint64_t cur = atomic_load_explicit(c, memory_order_relaxed);
@@ -302,9 +310,36 @@ struct uw_flow {
 	uint32_t bucket;
 };
 
-struct uw_stage {
+/*
+ * The staging memory: UDPWEAVE_ARENA_KB cut into equal chunks. The stage
+ * being filled takes chunks as it needs them; a stage being sent holds its
+ * chunks until the kernel has them all. So a batch can use all the memory
+ * that is not being sent, and memory stays bounded. (qlock)
+ */
+struct uw_chunk {
+	struct uw_chunk *next;
 	unsigned char *base;
-	size_t size, used;
+	size_t used;
+};
+
+struct uw_arena {
+	unsigned char *mem;
+	struct uw_chunk *chunk;		/* all of them */
+	struct uw_chunk *free;
+	size_t chunk_size;
+	unsigned int nchunks, nfree;
+};
+
+/* Chunks are at least this large: a maximal datagram and a flow fit. */
+#define UW_CHUNK_MIN	(80u * 1024u)
+
+int uw_arena_init(struct uw_arena *a, size_t total);
+void uw_arena_free(struct uw_arena *a);
+
+struct uw_stage {
+	struct uw_arena *arena;
+	struct uw_chunk *chunks;	/* the current one first */
+	size_t used;			/* bytes taken, over all its chunks */
 	uint32_t ndgrams;
 	uint64_t nbytes;
 	uint64_t oldest_ns;
@@ -336,6 +371,7 @@ struct uw_core {
 	pthread_mutex_t qlock;		/* the active stage, sock->queued */
 	pthread_mutex_t flock;		/* one flush at a time, owns the other stage */
 	pthread_cond_t wake;		/* flusher sleeps here (qlock) */
+	struct uw_arena arena;
 	struct uw_stage stage[2];
 	int active;
 	struct uw_scratch scratch;	/* flock */
@@ -388,9 +424,10 @@ uint64_t uw_core_due_ns(const struct uw_core *c, const struct uw_stage *st,
 			enum uw_flush_reason *why);
 int uw_batch_build(struct uw_scratch *sc, struct uw_stage *st, struct uw_backend *be,
 		   struct uw_batch *b);
+/* An empty stage drawing on arena. */
+void uw_stage_init(struct uw_stage *st, struct uw_arena *arena);
+/* Empty st, its chunks back to the arena. */
 void uw_stage_reset(struct uw_stage *st);
-int uw_stage_init(struct uw_stage *st, size_t size);
-void uw_stage_free(struct uw_stage *st);
 /* Append a datagram to st; -ENOSPC if it does not fit. The clock is read
  * (now_ns called) only for the first datagram of a stage: the deadline
  * depends on the oldest one alone. */

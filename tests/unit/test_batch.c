@@ -3,6 +3,7 @@
  * MTU, and the interleaving order. */
 #include "helpers.h"
 
+static struct uw_arena arena;
 static struct uw_stage st;
 static struct uw_scratch sc;
 static struct uw_backend be = { .ops = &rec_ops, .sys = &fake_sys };
@@ -14,7 +15,8 @@ static int setup(void **state)
 {
 	(void)state;
 	rec_reset();
-	assert_int_equal(uw_stage_init(&st, 8 << 20), 0);
+	assert_int_equal(uw_arena_init(&arena, 8 << 20), 0);
+	uw_stage_init(&st, &arena);
 	s1 = make_sock(3, AF_INET);
 	s2 = make_sock(4, AF_INET);
 	A = make_v4(0x0a000001, 5000);
@@ -26,7 +28,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	uw_stage_free(&st);
+	uw_stage_reset(&st);
+	uw_arena_free(&arena);
 	uw_scratch_free(&sc);
 	free(s1);
 	free(s2);
@@ -226,22 +229,43 @@ static void empty_stage_builds_nothing(void **state)
 	assert_int_equal(b.ngroups, 0);
 }
 
-static void full_stage_says_enospc(void **state)
+static void full_arena_says_enospc_and_reset_gives_it_back(void **state)
 {
-	struct uw_stage small;
+	struct uw_arena small;
+	struct uw_stage s_a, s_b;
 	struct iovec iov = { (void *)"x", 1 };
 	int n = 0;
 
 	(void)state;
-	assert_int_equal(uw_stage_init(&small, 4096), 0);
-	while (uw_stage_add(&small, s1, &A, &iov, 1, 1, fake_now_ns) == 0)
+	assert_int_equal(uw_arena_init(&small, 2 * UW_CHUNK_MIN), 0);
+	assert_int_equal(small.nchunks, 2);
+	uw_stage_init(&s_a, &small);
+	uw_stage_init(&s_b, &small);
+	while (uw_stage_add(&s_a, s1, &A, &iov, 1, 1, fake_now_ns) == 0)
 		n++;
-	assert_true(n > 10 && n < 4096 / 24);
-	assert_int_equal(small.ndgrams, n);
-	uw_stage_reset(&small);
-	assert_int_equal(small.ndgrams, 0);
-	assert_int_equal(uw_stage_add(&small, s1, &A, &iov, 1, 1, fake_now_ns), 0);
-	uw_stage_free(&small);
+	/* 24 bytes a datagram, one flow: both chunks, nearly full */
+	assert_true(n > 2 * (int)UW_CHUNK_MIN / 24 - 16 && n <= 2 * (int)UW_CHUNK_MIN / 24);
+	assert_int_equal(s_a.ndgrams, n);
+	assert_int_equal(small.nfree, 0);
+	/* the other stage gets nothing while a holds the memory */
+	assert_int_equal(uw_stage_add(&s_b, s1, &A, &iov, 1, 1, fake_now_ns), -ENOSPC);
+	uw_stage_reset(&s_a);
+	assert_int_equal(small.nfree, 2);
+	assert_int_equal(s_a.ndgrams, 0);
+	/* a maximal datagram fits a chunk */
+	{
+		static unsigned char big[UW_MAX_PAYLOAD_V6];
+		struct iovec bi = { big, sizeof(big) };
+
+		assert_int_equal(uw_stage_add(&s_b, s1, &A, &bi, 1, sizeof(big), fake_now_ns), 0);
+		assert_int_equal(uw_stage_add(&s_b, s1, &B, &bi, 1, sizeof(big), fake_now_ns), 0);
+		assert_int_equal(uw_stage_add(&s_b, s1, &C, &bi, 1, sizeof(big), fake_now_ns),
+				 -ENOSPC);
+		assert_int_equal(s_b.ndgrams, 2);
+	}
+	uw_stage_reset(&s_b);
+	assert_int_equal(small.nfree, 2);
+	uw_arena_free(&small);
 }
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -262,7 +286,7 @@ int main(void)
 		T(runs_are_grouped_by_socket),
 		T(connected_and_named_flows_differ),
 		T(empty_stage_builds_nothing),
-		T(full_stage_says_enospc),
+		T(full_arena_says_enospc_and_reset_gives_it_back),
 	};
 
 	return cmocka_run_group_tests_name("batch", tests, NULL, NULL);

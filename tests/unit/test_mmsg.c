@@ -94,6 +94,7 @@ static int counting_socket(int d, int t, int p)
 static struct uw_stats stats;
 static struct uw_sys sys;
 static struct uw_backend be;
+static struct uw_arena arena;
 static struct uw_stage st;
 static struct uw_scratch sc;
 static struct uw_batch b;
@@ -112,7 +113,8 @@ static int setup(void **state)
 	mtu_now = 1500;
 	be = (struct uw_backend){ .ops = &uw_backend_mmsg, .sys = &sys, .stats = &stats };
 	assert_int_equal(be.ops->open(&be, NULL), 0);
-	assert_int_equal(uw_stage_init(&st, 4 << 20), 0);
+	assert_int_equal(uw_arena_init(&arena, 4 << 20), 0);
+	uw_stage_init(&st, &arena);
 	s = make_sock(7, AF_INET);
 	A = make_v4(0x0a000001, 5000);
 	B = make_v4(0x0a000002, 5000);
@@ -125,7 +127,8 @@ static int teardown(void **state)
 {
 	(void)state;
 	be.ops->close(&be);
-	uw_stage_free(&st);
+	uw_stage_reset(&st);
+	uw_arena_free(&arena);
 	uw_scratch_free(&sc);
 	free(s);
 	return 0;

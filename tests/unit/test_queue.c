@@ -145,7 +145,7 @@ static void order_holds_across_arena_full_flushes(void **state)
 
 	(void)state;
 	to2.sin_port = htons(10);
-	/* 256 KiB arena, 128 KiB a stage: 3000 datagrams need many flushes */
+	/* 256 KiB arena (three 80 KiB chunks): 3000 datagrams need many flushes */
 	for (int i = 0; i < 1500; i++) {
 		assert_int_equal(send_tagged(s, 1316, (unsigned char)i, (void *)&to, sizeof(to), 0),
 				 1316);
@@ -153,7 +153,7 @@ static void order_holds_across_arena_full_flushes(void **state)
 				 1000);
 	}
 	uw_core_flush(&c, UW_FLUSH_EXIT);
-	assert_true(atomic_load(&c.stats.flushes[UW_FLUSH_ARENA_FULL]) >= 20);
+	assert_true(atomic_load(&c.stats.flushes[UW_FLUSH_ARENA_FULL]) >= 10);
 	/* every run continues its flow where the previous one stopped */
 	for (size_t i = 0; i < nrec; i++) {
 		unsigned int f = ntohs(rec[i].dest.u.in.sin_port) == 9 ? 0 : 1;
@@ -166,7 +166,10 @@ static void order_holds_across_arena_full_flushes(void **state)
 	assert_int_equal(total, 3000);
 	assert_int_equal(next[0], 1500);
 	assert_int_equal(atomic_load(&c.stats.datagrams_out), 3000);
-	assert_true(atomic_load(&c.stats.arena_high_water) <= 128 * 1024);
+	/* a batch may use all the memory not being sent, never more */
+	assert_true(atomic_load(&c.stats.arena_high_water) > 128 * 1024);
+	assert_true(atomic_load(&c.stats.arena_high_water) <= 256 * 1024);
+	assert_int_equal(c.arena.nfree, c.arena.nchunks);
 }
 
 static void sendto_the_peer_is_the_same_flow_as_send(void **state)
