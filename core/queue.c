@@ -375,7 +375,7 @@ static void flush_stage(struct uw_core *c, struct uw_stage *stg, enum uw_flush_r
 
 	uw_stat_add(&c->stats.flushes[why], 1);
 	uw_stat_add(&c->stats.batches, 1);
-	uw_stat_max(&c->stats.max_queue_delay_ns, now - stg->oldest_ns);
+	uw_stats_note_delay(&c->stats, now - stg->oldest_ns);
 	uw_stat_max(&c->stats.arena_high_water, stg->used);
 	if (uw_batch_build(&c->scratch, stg, &c->be, &b)) {
 		uw_warn("out of memory building a batch; sending datagram by datagram");

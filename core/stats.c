@@ -23,6 +23,18 @@ void uw_stats_reset(struct uw_stats *st)
 	memset(st, 0, sizeof(*st));
 }
 
+static const unsigned int uw_delay_bucket_us[] = { 250, 500, 1000, 2000, 4000, 8000 };
+
+void uw_stats_note_delay(struct uw_stats *st, uint64_t ns)
+{
+	size_t i = 0;
+
+	while (i < UW_ARRAY_SIZE(uw_delay_bucket_us) && ns >= uw_delay_bucket_us[i] * 1000ull)
+		i++;
+	uw_stat_add(&st->queue_delay_hist[i], 1);
+	uw_stat_max(&st->max_queue_delay_ns, ns);
+}
+
 #define LD(f) ((unsigned long long)atomic_load_explicit(&st->f, memory_order_relaxed))
 
 int uw_stats_json(const struct uw_stats *st, const char *backend, char *buf, size_t len)
@@ -52,6 +64,14 @@ int uw_stats_json(const struct uw_stats *st, const char *backend, char *buf, siz
 	EMIT(", \"max_queue_delay_us\": %llu", LD(max_queue_delay_ns) / 1000);
 	EMIT(", \"max_flush_thread_late_us\": %llu", LD(max_wake_late_ns) / 1000);
 	EMIT(", \"arena_high_water_bytes\": %llu", LD(arena_high_water));
+	EMIT(", \"queue_delay_hist_us\": {");
+	for (size_t i = 0; i <= UW_ARRAY_SIZE(uw_delay_bucket_us); i++)
+		EMIT("%s\"%s%u\": %llu", i ? ", " : "",
+		     i < UW_ARRAY_SIZE(uw_delay_bucket_us) ? "<" : ">=",
+		     uw_delay_bucket_us[i < UW_ARRAY_SIZE(uw_delay_bucket_us) ? i : i - 1],
+		     (unsigned long long)atomic_load_explicit(&st->queue_delay_hist[i],
+							      memory_order_relaxed));
+	EMIT("}");
 	EMIT(", \"flushes_by_reason\": {");
 	for (int i = 0; i < UW_FLUSH__COUNT; i++)
 		EMIT("%s\"%s\": %llu", i ? ", " : "", uw_flush_reason_name[i],

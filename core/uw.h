@@ -202,6 +202,9 @@ struct uw_stats {
 	_Atomic uint64_t async_errors;
 	_Atomic uint64_t flushes[UW_FLUSH__COUNT];
 	_Atomic uint64_t max_queue_delay_ns;
+	/* flushes by how long their oldest datagram had waited: below 250 µs,
+	 * 500, 1000, 2000, 4000, 8000 µs, and above */
+	_Atomic uint64_t queue_delay_hist[7];
 	_Atomic uint64_t max_wake_late_ns;	/* flush thread behind its due time */
 	_Atomic uint64_t arena_high_water;
 };
@@ -230,6 +233,7 @@ static inline void uw_stat_max(_Atomic uint64_t *c, uint64_t v)
 }
 
 void uw_stats_reset(struct uw_stats *st);
+void uw_stats_note_delay(struct uw_stats *st, uint64_t ns);
 /* JSON object, NUL-terminated; returns its length or -ENOSPC. */
 int uw_stats_json(const struct uw_stats *st, const char *backend, char *buf, size_t len);
 
