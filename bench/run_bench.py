@@ -610,6 +610,18 @@ def markdown(result):
                   'not sockets; strace slows the sender, so batches differ from untraced runs)'
                   % s['strace_calls'],
                   '- receiver got %s of %d' % (s['received'], s['count']), '']
+    o = result.get('fd_overhead')
+    if o:
+        b, s = o['median_ns']['baseline'], o['median_ns']['shim']
+        lines += ['## Calls on other fds (not UDP sockets)', '',
+                  '%d calls each, %d rounds interleaved, medians, ns per call:' % (
+                      o['calls'], o['rounds']), '',
+                  '| call | baseline | shim | difference |', '|---|---|---|---|']
+        for k, name in (('write_devnull_ns', 'write() to /dev/null'),
+                        ('send_unix_stream_ns', 'send() on a Unix stream socket')):
+            lines.append('| %s | %.1f | %.1f | %+.1f (%+.1f%%) |' % (
+                name, b[k], s[k], s[k] - b[k], 100.0 * (s[k] - b[k]) / b[k]))
+        lines.append('')
     for n in result.get('notes', []):
         lines.append('- ' + n)
     return '\n'.join(lines) + '\n'
@@ -673,6 +685,27 @@ def targets(rows):
 
 
 # --------------------------------------------------------------------------
+
+def fd_overhead(build, lib, rounds, n=2000000):
+    """Cost of the shim on fds that are not UDP sockets: write() to
+    /dev/null and send() on a Unix stream socket, baseline and shim
+    interleaved, medians of ns per call."""
+    exe = os.path.join(build, 'bench', 'fd_overhead')
+    if not os.path.exists(exe):
+        return None
+    res = {'baseline': [], 'shim': []}
+    for _ in range(rounds):
+        for v in ('baseline', 'shim'):
+            env = clean_env()
+            if v == 'shim':
+                env['LD_PRELOAD'] = lib
+            out = subprocess.run([exe, str(n)], env=env, capture_output=True,
+                                 text=True, timeout=120, check=True).stdout
+            res[v].append(json.loads(out))
+    keys = list(res['baseline'][0])
+    return {'calls': n, 'rounds': rounds,
+            'median_ns': {v: {k: med(r[k] for r in res[v]) for k in keys} for v in res}}
+
 
 def check_tools(args):
     missing = [t for t in ('ip', 'tc', 'ethtool', 'taskset') if not shutil.which(t)]
@@ -791,6 +824,12 @@ def main():
                     ('%.1f dgrams/syscall' % r['dgrams_per_syscall'])
                     if r['dgrams_per_syscall'] else '', r['loss'],
                     '' if r['exit'] == 0 else '  EXIT %s' % r['exit']))
+
+        if have_lib:
+            log('non-UDP fd overhead...')
+            result['fd_overhead'] = fd_overhead(args.build,
+                                                os.path.join(args.build, 'libudpweave.so'),
+                                                max(3, args.rounds))
 
         if have_lib and not args.no_strace and shutil.which('strace'):
             p = 'veth' if 'veth' in paths else paths[0]

@@ -25,7 +25,15 @@ extern struct uw_core uw_core;
 
 /* True once the library is initialised and active: real.* is bound either
  * way after the first call. */
-bool uw_on(void);
+extern _Atomic bool uw_active;
+bool uw_on_slow(void);
+
+static inline bool uw_on(void)
+{
+	if (__builtin_expect(atomic_load_explicit(&uw_active, memory_order_acquire), 1))
+		return true;
+	return uw_on_slow();
+}
 void uw_bind_real(void);
 
 /* The socket state of fd if it is a UDP socket the library queues for,

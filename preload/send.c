@@ -30,17 +30,27 @@ static ssize_t submit(struct uw_sock *s, const struct uw_msg *m)
 	return uw_ret(rc, saved);
 }
 
+/*
+ * The fast path of each interposer is the fd lookup and, for anything but
+ * a UDP socket of ours, a tail call to libc: the datagram is described
+ * only in the out-of-line helpers below.
+ */
+static __attribute__((noinline)) ssize_t queue_buf(struct uw_sock *s, const void *buf,
+						    size_t len, int flags,
+						    const struct sockaddr *to, socklen_t tolen)
+{
+	struct iovec iov = { (void *)buf, len };
+
+	return submit(s, &(struct uw_msg){ &iov, 1, len, flags, to, to ? tolen : 0 });
+}
+
 UW_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
 			 const struct sockaddr *to, socklen_t tolen)
 {
 	struct uw_sock *s = uw_send_sock(fd);
-	struct iovec iov = { (void *)buf, len };
 	ssize_t rc;
 
-	if (!s)
-		return real.sendto(fd, buf, len, flags, to, tolen);
-	rc = submit(s, &(struct uw_msg){ &iov, 1, len, flags, to, to ? tolen : 0 });
-	if (rc == UW_PASS)
+	if (!s || (rc = queue_buf(s, buf, len, flags, to, tolen)) == UW_PASS)
 		return real.sendto(fd, buf, len, flags, to, tolen);
 	return rc;
 }
@@ -48,13 +58,9 @@ UW_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
 UW_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
 {
 	struct uw_sock *s = uw_send_sock(fd);
-	struct iovec iov = { (void *)buf, len };
 	ssize_t rc;
 
-	if (!s)
-		return real.send(fd, buf, len, flags);
-	rc = submit(s, &(struct uw_msg){ &iov, 1, len, flags, NULL, 0 });
-	if (rc == UW_PASS)
+	if (!s || (rc = queue_buf(s, buf, len, flags, NULL, 0)) == UW_PASS)
 		return real.send(fd, buf, len, flags);
 	return rc;
 }
@@ -62,13 +68,9 @@ UW_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
 UW_EXPORT ssize_t write(int fd, const void *buf, size_t len)
 {
 	struct uw_sock *s = uw_send_sock(fd);
-	struct iovec iov = { (void *)buf, len };
 	ssize_t rc;
 
-	if (!s)
-		return real.write(fd, buf, len);
-	rc = submit(s, &(struct uw_msg){ &iov, 1, len, 0, NULL, 0 });
-	if (rc == UW_PASS)
+	if (!s || (rc = queue_buf(s, buf, len, 0, NULL, 0)) == UW_PASS)
 		return real.write(fd, buf, len);
 	return rc;
 }

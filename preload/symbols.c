@@ -21,7 +21,7 @@ struct uw_core uw_core;
 
 static pthread_once_t bind_once = PTHREAD_ONCE_INIT;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
-static _Atomic bool uw_active;
+_Atomic bool uw_active;
 static __thread bool uw_initialising;
 extern char **environ;
 
@@ -176,10 +176,8 @@ out:
 	uw_initialising = false;
 }
 
-bool uw_on(void)
+bool uw_on_slow(void)
 {
-	if (__builtin_expect(atomic_load_explicit(&uw_active, memory_order_acquire), 1))
-		return true;
 	uw_bind_real();
 	if (uw_initialising)
 		return false;
