@@ -238,3 +238,80 @@ def test_multicast_ttl_interface_and_loop_apply(shim, tmp_path):
             assert st["datagrams_out"] == N and st["gso_runs"] >= 1
     finally:
         subprocess.run(["ip", "netns", "del", ns])
+
+
+@pytest.mark.parametrize("shim", [False, True], ids=["baseline", "shim"])
+def test_ipv6_multicast_over_veth(shim, tmp_path):
+    """IPv6 multicast from one namespace to a group joined in another,
+    across a veth pair the test creates: IPV6_MULTICAST_IF and
+    IPV6_MULTICAST_HOPS apply to the library's batches, every datagram
+    arrives in order."""
+    if shim:
+        require_shim()
+    tag = f"{os.getpid()}{int(shim)}"
+    a, b = f"uwt-m6a-{tag}", f"uwt-m6b-{tag}"
+    _netns(a)
+    try:
+        _netns(b)
+        run = lambda *c: subprocess.run(list(c), check=True, capture_output=True)
+        run("ip", "link", "add", f"m6x{tag}"[:15], "netns", a, "type", "veth",
+            "peer", "name", f"m6y{tag}"[:15], "netns", b)
+        xa, yb = f"m6x{tag}"[:15], f"m6y{tag}"[:15]
+        for ns, dev, addr in ((a, xa, "fd00:6::1/64"), (b, yb, "fd00:6::2/64")):
+            run("ip", "-n", ns, "link", "set", "lo", "up")
+            run("ip", "-n", ns, "link", "set", dev, "up")
+            run("ip", "-n", ns, "addr", "add", addr, "dev", dev, "nodad")
+        ifa = int(subprocess.check_output(["ip", "netns", "exec", a, "cat",
+                                           f"/sys/class/net/{xa}/ifindex"]))
+        ifb = int(subprocess.check_output(["ip", "netns", "exec", b, "cat",
+                                           f"/sys/class/net/{yb}/ifindex"]))
+        recv_code = f"""
+            import socket, struct
+            rx = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            rx.setsockopt(socket.SOL_SOCKET, 33, 16 << 20)
+            rx.setsockopt(socket.IPPROTO_IPV6, {IPV6_RECVHOPLIMIT}, 1)
+            rx.bind(("::", 0))
+            mreq = socket.inet_pton(socket.AF_INET6, "ff15::1234") + struct.pack("@I", {ifb})
+            rx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+            print(rx.getsockname()[1], flush=True)
+            rx.settimeout(3)
+            out = []
+            try:
+                while len(out) < {N}:
+                    data, anc, _, _ = rx.recvmsg(2048, 64)
+                    hl = [int.from_bytes(v[:4], "little") for l, t, v in anc if t == {IPV6_HOPLIMIT}]
+                    out.append((int.from_bytes(data[:4], "little"), len(data), hl[0] if hl else -1))
+            except socket.timeout:
+                pass
+            print(out, flush=True)
+        """
+        rxp = subprocess.Popen(["ip", "netns", "exec", b, PY, "-c", textwrap.dedent(recv_code)],
+                               stdout=subprocess.PIPE, text=True, env=child_env())
+        try:
+            port = int(rxp.stdout.readline())
+            send_code = f"""
+                import socket
+                s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, {ifa})
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 3)
+                for i in range({N}):
+                    s.sendto(i.to_bytes(4, "little") * 329, ("ff15::1234", {port}))
+            """
+            extra = {"UDPWEAVE_STATS": str(tmp_path / "stats-%p.json")} if shim else {}
+            cp = subprocess.run(["ip", "netns", "exec", a, PY, "-c", textwrap.dedent(send_code)],
+                                env=child_env(shim=shim, extra=extra), capture_output=True,
+                                text=True, timeout=60)
+            assert cp.returncode == 0, cp.stderr
+            out, _ = rxp.communicate(timeout=30)
+        finally:
+            if rxp.poll() is None:
+                rxp.kill()
+        got = eval(out.strip().splitlines()[-1])
+        assert [g[0] for g in got] == list(range(N))
+        assert all(g[1] == 1316 and g[2] == 3 for g in got)
+        if shim:
+            st = json.loads(next(tmp_path.glob("stats-*.json")).read_text())
+            assert st["datagrams_out"] == N and st["gso_runs"] >= 1, st
+    finally:
+        subprocess.run(["ip", "netns", "del", a], capture_output=True)
+        subprocess.run(["ip", "netns", "del", b], capture_output=True)
