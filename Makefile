@@ -9,6 +9,8 @@
 #   make demo       the README's demo
 
 B        ?= build
+V        ?= 0
+Q        := $(if $(filter 1,$(V)),,@)
 CC       ?= gcc
 OPT      ?= -O2
 SAN      ?=
@@ -20,7 +22,7 @@ PYTEST   ?= pytest-3
 
 CORE_SRC    := core/config.c core/fdtable.c core/queue.c core/batch.c core/sched.c core/stats.c core/log.c
 BACKEND_SRC := backend/registry.c backend/common.c backend/mmsg.c backend/passthrough.c backend/route.c
-PRELOAD_SRC := preload/symbols.c preload/fd.c preload/send.c preload/process.c
+PRELOAD_SRC := preload/symbols.c preload/fd.c preload/send.c preload/process.c preload/live.c
 LIB_SRC     := $(CORE_SRC) $(BACKEND_SRC) $(PRELOAD_SRC)
 LIB_OBJ     := $(LIB_SRC:%.c=$(B)/obj/%.o)
 HEADERS     := $(wildcard include/*.h core/*.h backend/*.h preload/*.h preload/*.def)
@@ -42,36 +44,42 @@ tools: $(filter-out $(B)/tests/lib%,$(TOOL_BIN)) $(TOOL_SO_SRC:tests/tools/%.c=$
 
 $(B)/obj/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LIBFLAGS) $(CFLAGS) -c $< -o $@
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(LIBFLAGS) $(CFLAGS) -c $< -o $@
 
 # The export map comes from the same X-macro list as the real.* table.
 $(B)/libudpweave.map: preload/exports.map.in preload/syscalls.def
 	@mkdir -p $(B)
-	$(CC) -E -P -x c -Ipreload $< -o $@
+	$(Q)$(CC) -E -P -x c -Ipreload $< -o $@
 
 $(B)/libudpweave.so: $(LIB_OBJ) $(B)/libudpweave.map
-	$(CC) -shared $(SAN) -pthread -Wl,--version-script=$(B)/libudpweave.map -Wl,-z,defs \
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -shared $(SAN) -pthread -Wl,--version-script=$(B)/libudpweave.map -Wl,-z,defs \
 		-o $@ $(LIB_OBJ) -ldl
 
 # Test tools: one C file each (a shared object when the name starts with lib).
 $(B)/tests/lib%.so: tests/tools/lib%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) -fPIC -shared -pthread $(CFLAGS) $< -o $@
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(BASE) -fPIC -shared -pthread $(CFLAGS) $< -o $@
 
 $(B)/tests/%: tests/tools/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) -pthread $(CFLAGS) $< -o $@
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(BASE) -pthread $(CFLAGS) $< -o $@
 
 $(B)/bench/%: bench/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) -pthread $(CFLAGS) $< -o $@ -lm
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(BASE) -pthread $(CFLAGS) $< -o $@ -lm
 
 # Unit tests link the core and backends directly (no preload), fake clock and
 # backend; mmsg tests wrap sendmmsg at link time.
 UNIT_LIB := $(CORE_SRC) $(BACKEND_SRC)
 $(B)/tests/unit/test_%: tests/unit/test_%.c tests/unit/helpers.h $(UNIT_LIB) $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) -pthread $(CFLAGS) $(shell sed -n 's|^/\* ldflags: \(.*\) \*/$$|\1|p' $<) \
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(BASE) -pthread $(CFLAGS) $(shell sed -n 's|^/\* ldflags: \(.*\) \*/$$|\1|p' $<) \
 		$< $(UNIT_LIB) -o $@ -lcmocka -ldl
 
 deps:

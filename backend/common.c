@@ -22,6 +22,8 @@ static void note_async_error(struct uw_backend *be, struct uw_sock *s, int err)
 	int none = 0;
 
 	uw_stat_add(&be->stats->async_errors, 1);
+	if (err > 0 && err < (int)UW_ARRAY_SIZE(be->stats->async_errno))
+		uw_stat_add(&be->stats->async_errno[err], 1);
 	atomic_compare_exchange_strong(&s->pending_err, &none, err);
 }
 

@@ -169,7 +169,9 @@ static void send_group(struct uw_backend *be, struct uw_group *g)
 		struct uw_run *r;
 
 		uw_stat_add(&be->stats->syscalls, 1);
+		uw_stat_add(&be->stats->mmsg_calls, 1);
 		if (rc > 0) {
+			uw_stat_add(&be->stats->mmsg_messages, (uint64_t)rc);
 			i += (size_t)rc;
 			memset(&rs, 0, sizeof(rs));
 			continue;

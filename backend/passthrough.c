@@ -27,6 +27,7 @@ static void send_one(struct uw_backend *be, struct uw_run *r, uint32_t k)
 		ssize_t rc = be->sys->sendmsg(fd, &h, 0);
 
 		uw_stat_add(&be->stats->syscalls, 1);
+		uw_stat_add(&be->stats->pt_calls, 1);
 		if (rc >= 0)
 			return;
 		if (uw_be_on_error(be, &rs, s, fd, errno, false) == UW_BE_DROP) {

@@ -417,6 +417,8 @@ long uw_core_flush(struct uw_core *c, enum uw_flush_reason why)
 		uw_stat_add_locked(&c->queued_total, -(uint64_t)n);
 		uw_stage_reset(stg);	/* its chunks are free again */
 		pthread_mutex_unlock(&c->qlock);
+		if (c->sys->after_flush)
+			c->sys->after_flush(c->sys->now_ns());
 	}
 	pthread_mutex_unlock(&c->flock);
 	core_leave(cs);

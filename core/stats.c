@@ -61,6 +61,29 @@ int uw_stats_json(const struct uw_stats *st, const char *backend, char *buf, siz
 	EMIT(", \"fallbacks_gso\": %llu, \"gso_split_mtu\": %llu, \"retries\": %llu",
 	     LD(fallbacks_gso), LD(gso_split_mtu), LD(retries));
 	EMIT(", \"async_errors\": %llu", LD(async_errors));
+	EMIT(", \"async_errors_by_errno\": {");
+	for (int e = 1, first = 1; e < (int)UW_ARRAY_SIZE(st->async_errno); e++) {
+		unsigned long long v = atomic_load_explicit(&st->async_errno[e],
+							     memory_order_relaxed);
+		const char *name = strerrorname_np(e);
+
+		if (!v)
+			continue;
+		if (name)
+			EMIT("%s\"%s\": %llu", first ? "" : ", ", name, v);
+		else
+			EMIT("%s\"%d\": %llu", first ? "" : ", ", e, v);
+		first = 0;
+	}
+	EMIT("}");
+	EMIT(", \"segments_per_run\": {\"mean\": %.2f, \"max\": %llu}",
+	     LD(messages) ? (double)LD(datagrams_out) / (double)LD(messages) : 0.0,
+	     LD(segments_max) ? LD(segments_max) : (LD(datagrams_out) ? 1ull : 0ull));
+	EMIT(", \"fallbacks\": {\"gso_refused\": %llu, \"gso_mtu_split\": %llu}",
+	     LD(fallbacks_gso), LD(gso_split_mtu));
+	EMIT(", \"backend_counters\": {\"mmsg\": {\"sendmmsg_calls\": %llu, "
+	     "\"messages_sent\": %llu}, \"passthrough\": {\"sendmsg_calls\": %llu}}",
+	     LD(mmsg_calls), LD(mmsg_messages), LD(pt_calls));
 	EMIT(", \"max_queue_delay_us\": %llu", LD(max_queue_delay_ns) / 1000);
 	EMIT(", \"max_flush_thread_late_us\": %llu", LD(max_wake_late_ns) / 1000);
 	EMIT(", \"arena_high_water_bytes\": %llu", LD(arena_high_water));

@@ -48,6 +48,8 @@ struct uw_sys {
 	uint64_t (*now_ns)(void);		/* CLOCK_MONOTONIC */
 	void (*log_write)(const char *line, size_t len);
 	void (*thread_setup)(void);	/* optional, in the flush thread */
+	/* optional: after each flush, with the flush lock held */
+	void (*after_flush)(uint64_t now_ns);
 };
 
 /* ---- configuration (core/config.c) ------------------------------------ */
@@ -200,6 +202,10 @@ struct uw_stats {
 	_Atomic uint64_t batches, messages, gso_runs, gso_segments, segments_max;
 	_Atomic uint64_t fallbacks_gso, gso_split_mtu, retries;
 	_Atomic uint64_t async_errors;
+	_Atomic uint64_t async_errno[134];	/* by errno (< 134) */
+	/* per backend */
+	_Atomic uint64_t mmsg_calls, mmsg_messages;	/* sendmmsg */
+	_Atomic uint64_t pt_calls;			/* passthrough sendmsg */
 	_Atomic uint64_t flushes[UW_FLUSH__COUNT];
 	_Atomic uint64_t max_queue_delay_ns;
 	/* flushes by how long their oldest datagram had waited: below 250 µs,

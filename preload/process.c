@@ -106,6 +106,7 @@ void uw_process_exit(enum uw_flush_reason why)
 		return;
 	uw_core_flush(&uw_core, why);
 	write_stats();
+	uw_live_close();
 }
 
 /* exit() and a return from main: the application's atexit handlers and
@@ -117,6 +118,7 @@ __attribute__((destructor)) static void uw_destructor(void)
 		return;
 	uw_core_flush(&uw_core, UW_FLUSH_EXIT);
 	write_stats();
+	uw_live_close();
 	uw_deactivate();
 }
 
@@ -154,8 +156,10 @@ static void before_exec(void)
 	int saved = errno;
 
 	uw_bind_real();
-	if (uw_on())
+	if (uw_on()) {
 		uw_core_flush(&uw_core, UW_FLUSH_EXEC);
+		uw_live_close();
+	}
 	errno = saved;
 }
 

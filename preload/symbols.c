@@ -117,6 +117,7 @@ static const struct uw_sys uw_sys_real = {
 	.now_ns		= mono_ns,
 	.log_write	= log_to_stderr,
 	.thread_setup	= flusher_setup,
+	.after_flush	= uw_live_publish,
 };
 
 /* ---- initialisation ------------------------------------------------------ */
@@ -144,6 +145,7 @@ static void atfork_parent(void)
 static void atfork_child(void)
 {
 	uw_core_fork_child(&uw_core);
+	uw_live_after_fork_child();
 }
 
 static void init_all(void)
