@@ -25,6 +25,15 @@ BACKEND_SRC := backend/registry.c backend/common.c backend/mmsg.c backend/passth
 PRELOAD_SRC := preload/symbols.c preload/fd.c preload/send.c preload/process.c preload/live.c
 LIB_SRC     := $(CORE_SRC) $(BACKEND_SRC) $(PRELOAD_SRC)
 LIB_OBJ     := $(LIB_SRC:%.c=$(B)/obj/%.o)
+
+# LTTng-UST tracepoints when liblttng-ust-dev is there (LTTNG=0 to leave
+# them out); the provider object is linked first.
+LTTNG    ?= $(shell pkg-config --exists lttng-ust 2>/dev/null && echo 1 || echo 0)
+ifeq ($(LTTNG),1)
+LIBFLAGS += -DUW_HAVE_LTTNG $(shell pkg-config --cflags lttng-ust)
+TP_OBJ   := $(B)/obj/core/tp.o
+TP_LIBS  := $(shell pkg-config --libs lttng-ust)
+endif
 HEADERS     := $(wildcard include/*.h core/*.h backend/*.h preload/*.h preload/*.def)
 
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
@@ -52,10 +61,10 @@ $(B)/libudpweave.map: preload/exports.map.in preload/syscalls.def
 	@mkdir -p $(B)
 	$(Q)$(CC) -E -P -x c -Ipreload $< -o $@
 
-$(B)/libudpweave.so: $(LIB_OBJ) $(B)/libudpweave.map
+$(B)/libudpweave.so: $(TP_OBJ) $(LIB_OBJ) $(B)/libudpweave.map
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) -shared $(SAN) -pthread -Wl,--version-script=$(B)/libudpweave.map -Wl,-z,defs \
-		-o $@ $(LIB_OBJ) -ldl
+		-o $@ $(TP_OBJ) $(LIB_OBJ) $(TP_LIBS) -ldl
 
 # Test tools: one C file each (a shared object when the name starts with lib).
 $(B)/tests/lib%.so: tests/tools/lib%.c

@@ -12,15 +12,17 @@
 #include <time.h>
 
 #include "backend.h"
+#include "trace.h"
 
 #define UW_AGAIN_POLL_MS	100u
 #define UW_AGAIN_MAX_MS		10000u	/* a socket that stays full this long */
 #define UW_NOBUFS_MAX		400u	/* ~2 s of growing back-off */
 
-static void note_async_error(struct uw_backend *be, struct uw_sock *s, int err)
+static void note_async_error(struct uw_backend *be, struct uw_sock *s, int fd, int err)
 {
 	int none = 0;
 
+	uw_trace(async_error, fd, err);
 	uw_stat_add(&be->stats->async_errors, 1);
 	if (err > 0 && err < (int)UW_ARRAY_SIZE(be->stats->async_errno))
 		uw_stat_add(&be->stats->async_errno[err], 1);
@@ -67,17 +69,19 @@ enum uw_be_action uw_be_on_error(struct uw_backend *be, struct uw_retry *rs,
 					"plain datagrams from now on", fd, err);
 			uw_sock_set(s, UW_SOCK_NO_GSO);
 			uw_stat_add(&be->stats->fallbacks_gso, 1);
+			uw_trace(fallback, "gso_refused", fd);
 			return UW_BE_UNGSO;
 		}
 		break;
 	case EMSGSIZE:
 		if (gso) {
 			uw_stat_add(&be->stats->gso_split_mtu, 1);
+			uw_trace(fallback, "gso_mtu_split", fd);
 			return UW_BE_UNGSO;
 		}
 		break;
 	}
-	note_async_error(be, s, err);
+	note_async_error(be, s, fd, err);
 	if (!rs->async_retried) {
 		rs->async_retried = true;
 		uw_stat_add(&be->stats->retries, 1);

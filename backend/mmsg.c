@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "trace.h"
 
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
@@ -170,6 +171,13 @@ static void send_group(struct uw_backend *be, struct uw_group *g)
 
 		uw_stat_add(&be->stats->syscalls, 1);
 		uw_stat_add(&be->stats->mmsg_calls, 1);
+		if (uw_trace_on(backend_send)) {
+			uint32_t segs = 0;
+
+			for (unsigned int k = 0; k < vlen; k++)
+				segs += (uint32_t)p->mm[i + k].msg_hdr.msg_iovlen;
+			uw_trace(backend_send, "mmsg", vlen, segs, rc < 0 ? -err : rc);
+		}
 		if (rc > 0) {
 			uw_stat_add(&be->stats->mmsg_messages, (uint64_t)rc);
 			i += (size_t)rc;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "trace.h"
 
 static int pt_open(struct uw_backend *be, const struct uw_config *cfg)
 {
@@ -28,6 +29,7 @@ static void send_one(struct uw_backend *be, struct uw_run *r, uint32_t k)
 
 		uw_stat_add(&be->stats->syscalls, 1);
 		uw_stat_add(&be->stats->pt_calls, 1);
+		uw_trace(backend_send, "passthrough", 1, 1, rc < 0 ? -errno : 1);
 		if (rc >= 0)
 			return;
 		if (uw_be_on_error(be, &rs, s, fd, errno, false) == UW_BE_DROP) {

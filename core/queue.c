@@ -15,6 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <stdio.h>
+
+#include "trace.h"
 #include "uw.h"
 
 /*
@@ -64,6 +68,22 @@ void uw_addr_from_sockaddr(struct uw_addr *a, const struct sockaddr *sa, socklen
 		a->u.in6.sin6_addr = in6->sin6_addr;
 		if (len >= sizeof(*in6))
 			a->u.in6.sin6_scope_id = in6->sin6_scope_id;
+	}
+}
+
+/* "addr:port", "[addr]:port", or "" for the connected peer. */
+void uw_addr_format(const struct uw_addr *a, char *out, size_t len)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+
+	if (!a->len) {
+		snprintf(out, len, "%s", "");
+	} else if (a->u.sa.sa_family == AF_INET) {
+		inet_ntop(AF_INET, &a->u.in.sin_addr, ip, sizeof(ip));
+		snprintf(out, len, "%s:%u", ip, ntohs(a->u.in.sin_port));
+	} else {
+		inet_ntop(AF_INET6, &a->u.in6.sin6_addr, ip, sizeof(ip));
+		snprintf(out, len, "[%s]:%u", ip, ntohs(a->u.in6.sin6_port));
 	}
 }
 
@@ -390,6 +410,7 @@ static void flush_stage(struct uw_core *c, struct uw_stage *stg, enum uw_flush_r
 		}
 	}
 	uw_stat_add(&c->stats.messages, b.nruns);
+	uw_trace(flush, uw_flush_reason_name[why], stg->nflows, stg->ndgrams, stg->nbytes);
 	c->be.ops->send_batch(&c->be, &b);
 	account_runs(c, &b);
 }
@@ -544,6 +565,13 @@ ssize_t uw_core_send(struct uw_core *c, struct uw_sock *s, const struct uw_msg *
 		pthread_cond_signal(&c->wake);
 	pthread_mutex_unlock(&c->qlock);
 	core_leave(cs);
+	if (uw_trace_on(enqueue)) {
+		char d[64];
+
+		uw_addr_format(&dest, d, sizeof(d));
+		uw_trace(enqueue, atomic_load_explicit(&s->fd, memory_order_relaxed), d,
+			 (uint32_t)m->len);
+	}
 	if (late)
 		uw_core_flush(c, UW_FLUSH_DEADLINE);
 	return (ssize_t)m->len;

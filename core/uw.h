@@ -96,6 +96,7 @@ struct uw_addr {
 };
 
 bool uw_addr_equal(const struct uw_addr *a, const struct uw_addr *b);
+void uw_addr_format(const struct uw_addr *a, char *out, size_t len);
 uint32_t uw_addr_hash(const struct uw_addr *a);
 
 /* ---- sockets and the fd table (core/fdtable.c) ------------------------- */

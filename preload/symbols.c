@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "preload.h"
+#include "trace.h"
 
 struct uw_real real;
 struct uw_core uw_core;
@@ -192,7 +193,13 @@ void uw_deactivate(void)
 	atomic_store(&uw_active, false);
 }
 
+/* The configuration event is emitted here rather than in init_all():
+ * liblttng-ust's own constructor calls socket() through the interposers,
+ * which initialises the library before the probes of core/tp.c (linked
+ * first, so constructed before this) are registered. */
 __attribute__((constructor)) static void uw_constructor(void)
 {
-	uw_on();
+	if (uw_on())
+		uw_trace(config, uw_core.cfg.backend, uw_core.cfg.max_delay_us,
+			 uw_core.cfg.interval_us, uw_core.cfg.arena_kb);
 }

@@ -13,6 +13,7 @@ PKGS=(
 	ffmpeg                          # demo: media generation
 	gstreamer1.0-tools gstreamer1.0-plugins-good   # demo: the streaming server
 	python3-matplotlib              # bench plots
+	liblttng-ust-dev lttng-tools babeltrace2   # tracepoints and their test
 )
 
 missing=()

@@ -196,13 +196,13 @@ def run(args, shim=False, extra_env=None, timeout=SUBPROCESS_TIMEOUT,
         strace_out=None, strace_calls="sendto,sendmsg,sendmmsg", preload=None):
     """Runs a program to completion (killed after `timeout`).
 
-    With strace_out, runs it under `strace -f -c` counting strace_calls; the
-    shim is then given through strace -E so that strace itself is not
-    preloaded."""
+    With strace_out, runs it under `strace -f -yy` tracing strace_calls (see
+    strace_counts); the shim is then given through strace -E so that strace
+    itself is not preloaded."""
     env = child_env(shim=False, extra=extra_env)
     args = [str(a) for a in args]
     if strace_out:
-        cmd = ["strace", "-f", "-c", "-o", str(strace_out), "-e",
+        cmd = ["strace", "-f", "-yy", "-qq", "-o", str(strace_out), "-e",
                f"trace={strace_calls}"]
         if shim:
             require_shim()
@@ -221,14 +221,35 @@ def run(args, shim=False, extra_env=None, timeout=SUBPROCESS_TIMEOUT,
     return Run(cp, cmd)
 
 
-def strace_counts(path):
-    """{syscall: (calls, errors)} from a `strace -c` summary file."""
-    counts = {}
-    row = re.compile(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:(\d+)\s+)?(\w+)\s*$")
+_STRACE_CALL = re.compile(r"^(\d+)\s+(\w+)\((\d+)<([^:>]+)")
+_STRACE_RESUMED = re.compile(r"^(\d+)\s+<\.\.\. (\w+) resumed>")
+
+
+def strace_counts(path, protocols=("UDP", "UDPv6")):
+    """{syscall: (calls, errors)} from a `strace -f -yy` log, counting only
+    calls on fds of the given socket protocols: the library's own sends,
+    not those of other libraries of the process (liblttng-ust talks to its
+    session daemon over Unix sockets) nor writes to stdout."""
+    counts, pending = {}, {}
+
+    def note(name, failed):
+        calls, errors = counts.get(name, (0, 0))
+        counts[name] = (calls + 1, errors + int(failed))
+
     for line in pathlib.Path(path).read_text().splitlines():
-        m = row.match(line)
-        if m and m.group(3) != "total":
-            counts[m.group(3)] = (int(m.group(1)), int(m.group(2) or 0))
+        m = _STRACE_CALL.match(line)
+        if m:
+            if m.group(4) not in protocols:
+                continue
+            if line.endswith("<unfinished ...>"):
+                pending[m.group(1)] = m.group(2)
+            else:
+                note(m.group(2), re.search(r"= -1 E\w+", line) is not None)
+            continue
+        m = _STRACE_RESUMED.match(line)
+        if m and pending.get(m.group(1)) == m.group(2):
+            del pending[m.group(1)]
+            note(m.group(2), re.search(r"= -1 E\w+", line) is not None)
     return counts
 
 
