@@ -52,18 +52,23 @@ def _traced(tmp_path, code):
     _lttng("create", name, f"--output={out}")
     try:
         _lttng("enable-event", "-u", "-s", name, "udpweave:*")
+        # the session sees every process of this user: keep the sender's own
+        _lttng("add-context", "-u", "-s", name, "-t", "vpid")
         _lttng("start", name)
         stats = tmp_path / "stats.json"
-        cp = subprocess.run([PY, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+        cp = subprocess.run([PY, "-c", "import os; print(os.getpid(), flush=True)\n" +
+                             textwrap.dedent(code)], capture_output=True, text=True,
                             timeout=60, env=child_env(shim=True, extra={
                                 "UDPWEAVE_STATS": str(stats)}))
         assert cp.returncode == 0, cp.stderr
+        pid = int(cp.stdout.split()[0])
         _lttng("stop", name)
     finally:
         _lttng("destroy", name, check=False)
     bt = subprocess.run(["babeltrace2", str(out)], capture_output=True, text=True, timeout=60)
     assert bt.returncode == 0, bt.stderr
-    events = [l for l in bt.stdout.splitlines() if " udpweave:" in l]
+    events = [l for l in bt.stdout.splitlines()
+              if " udpweave:" in l and f"vpid = {pid} }}" in l]
     counts = collections.Counter(l.split(" udpweave:")[1].split(":")[0] for l in events)
     return counts, events, json.loads(stats.read_text())
 
