@@ -15,7 +15,7 @@
 # not get a byte-identical file.)
 #
 # Four runs of ~8 s: baseline and udpweave for CPU time (run_measured:
-# wait4 rusage of the server), then both again under `strace -f -c` to count
+# wait4 rusage of the server), then both again under `strace -f -yy` to count
 # send system calls (strace slows the traced process, so its CPU is not
 # used).  Every run's delivery is checked: datagram count and sizes, sha256
 # of the concatenated payloads against the file, sync bytes, continuity
@@ -113,7 +113,7 @@ run() {
 		for e in "${env[@]}"; do setenv+=(--setenv "$e"); done
 		server timeout 60 "$MEASURE" --out "$WORK/recv-$name.rusage" "${setenv[@]}" --
 	else
-		server timeout 60 strace -f -qq -c -o "$WORK/recv-$name.strace" \
+		server timeout 60 strace -f -qq -yy -o "$WORK/recv-$name.strace" \
 			-e trace=sendto,sendmsg,sendmmsg env "${env[@]}"
 	fi
 	rc=$?
@@ -129,7 +129,7 @@ run() {
 
 report() {
 	$PY - "$WORK" "$TS" "$MBPS" <<'EOF'
-import json, os, sys
+import json, os, re, sys
 work, ts, mbps = sys.argv[1], sys.argv[2], sys.argv[3]
 
 def load(path):
@@ -150,15 +150,13 @@ def stats(d):
     return max(files, key=lambda f: f.get('datagrams_in', 0)) if files else None
 
 def strace_calls(path):
-    calls = 0
+    """Send calls on UDP sockets in a `strace -f -yy` log (not, say, the
+    Unix-socket traffic of another library of the process)."""
+    call = re.compile(r'^\d+\s+(sendto|sendmsg|sendmmsg)\(\d+<UDP')
     try:
-        for line in open(path):
-            f = line.split()
-            if f and f[-1] in ('sendto', 'sendmsg', 'sendmmsg') and f[0][0].isdigit():
-                calls += int(f[3])
+        return sum(1 for line in open(path) if call.match(line))
     except OSError:
         return None
-    return calls
 
 rows, ok, xcheck = [], True, None
 for name, label in (('baseline', 'baseline'), ('udpweave', 'udpweave (LD_PRELOAD)')):
@@ -173,7 +171,7 @@ for name, label in (('baseline', 'baseline'), ('udpweave', 'udpweave (LD_PRELOAD
     if name == 'udpweave':
         sys_txt = '%s (stats)' % (st_cpu['syscalls'] if st_cpu else '?')
         st_tr = stats(os.path.join(work, 'recv-udpweave-strace.stats'))
-        xcheck = ('cross-check, udpweave run under strace -f -c: strace counted %s send '
+        xcheck = ('cross-check, udpweave run under strace -f: strace counted %s send '
                   'calls, the library\'s stats say %s' % (
                       calls if calls is not None else '?',
                       st_tr['syscalls'] if st_tr else '?'))
