@@ -44,9 +44,9 @@ TOOL_SO_SRC := $(wildcard tests/tools/lib*.c)
 BENCH_SRC   := $(wildcard bench/*.c)
 BENCH_BIN   := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 
-.PHONY: all lib tools unit integration test deps asan tsan bench demo clean
+.PHONY: all lib tools unit integration test deps asan tsan bench demo clean cli install uninstall FORCE
 
-all: lib tools
+all: lib tools cli
 
 lib: $(B)/libudpweave.so
 tools: $(filter-out $(B)/tests/lib%,$(TOOL_BIN)) $(TOOL_SO_SRC:tests/tools/%.c=$(B)/tests/%.so) $(BENCH_BIN)
@@ -90,6 +90,50 @@ $(B)/tests/unit/test_%: tests/unit/test_%.c tests/unit/helpers.h $(UNIT_LIB) $(H
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(BASE) -pthread $(CFLAGS) $(shell sed -n 's|^/\* ldflags: \(.*\) \*/$$|\1|p' $<) \
 		$< $(UNIT_LIB) -o $@ -lcmocka -ldl
+
+# ---- the udpweave tool, install ------------------------------------------
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+VERSION  ?= 0.1.0
+CLI_SRC  := $(wildcard cli/*.c)
+CLI_HDR  := $(wildcard cli/*.h) include/udpweave_stats.h
+CLI_LIBS := -lcap -lmnl
+
+cli: $(B)/udpweave
+
+# Rebuilt when PREFIX or VERSION change: both are compiled in.
+$(B)/cli.flags: FORCE
+	@mkdir -p $(B)
+	@echo '$(PREFIX) $(VERSION)' | cmp -s - $@ || echo '$(PREFIX) $(VERSION)' > $@
+
+$(B)/udpweave: $(CLI_SRC) $(CLI_HDR) $(B)/cli.flags
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) -std=gnu11 -g $(OPT) $(WARN) $(SAN) -D_GNU_SOURCE -Iinclude \
+		-DUW_VERSION='"$(VERSION)"' -DUW_LIBDIR='"$(PREFIX)/lib/udpweave"' \
+		$(CFLAGS) $(CLI_SRC) -o $@ $(CLI_LIBS)
+
+$(B)/udpweave.pc: udpweave.pc.in $(B)/cli.flags
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
+
+install: lib cli $(B)/udpweave.pc
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/udpweave \
+		$(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man7
+	install -m 755 $(B)/udpweave $(DESTDIR)$(PREFIX)/bin/udpweave
+	install -m 755 $(B)/libudpweave.so $(DESTDIR)$(PREFIX)/lib/udpweave/libudpweave.so
+	install -m 644 include/udpweave.h include/udpweave_stats.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(B)/udpweave.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/udpweave.pc
+	install -m 644 docs/udpweave.1 $(DESTDIR)$(PREFIX)/share/man/man1/udpweave.1
+	install -m 644 docs/udpweave.7 $(DESTDIR)$(PREFIX)/share/man/man7/udpweave.7
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/udpweave \
+		$(DESTDIR)$(PREFIX)/lib/udpweave/libudpweave.so \
+		$(DESTDIR)$(PREFIX)/include/udpweave.h $(DESTDIR)$(PREFIX)/include/udpweave_stats.h \
+		$(DESTDIR)$(PREFIX)/lib/pkgconfig/udpweave.pc \
+		$(DESTDIR)$(PREFIX)/share/man/man1/udpweave.1 \
+		$(DESTDIR)$(PREFIX)/share/man/man7/udpweave.7
+	-rmdir $(DESTDIR)$(PREFIX)/lib/udpweave
 
 deps:
 	@bash scripts/deps.sh

@@ -76,6 +76,7 @@ static const struct uw_var uw_vars[] = {
 	{ "STATS",        "a file path or 'stderr'" },
 	{ "LOG",          "one of error, warn, info, debug" },
 	{ "DISABLE",      "0 or 1" },
+	{ "STATS_OWNER",  "a process id (set by the library itself)" },
 };
 
 static int apply(struct uw_config *cfg, size_t var, const char *v)
@@ -95,6 +96,8 @@ static int apply(struct uw_config *cfg, size_t var, const char *v)
 			return -EINVAL;
 		cfg->disabled = u;
 		return 0;
+	case 8:
+		return parse_u32(v, 1, INT32_MAX, &u);
 	}
 	return -EINVAL;
 }

@@ -94,6 +94,7 @@ void uw_fd_closing(int fd);
 void uw_fd_dup(int oldfd, int newfd);
 void uw_process_exit(enum uw_flush_reason why);
 void uw_deactivate(void);
+void uw_stats_note_owner(void);
 void uw_live_publish(uint64_t now_ns);
 void uw_live_close(void);
 void uw_live_after_fork_child(void);

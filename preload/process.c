@@ -7,6 +7,7 @@
  * The stats file is written at exit.
  */
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,28 @@
 #include "preload.h"
 #include "udpweave.h"
 
-static pid_t stats_owner;	/* the process whose stats path is the plain one */
+/* The process whose stats path is the plain one: the first process of the
+ * tree that loaded the library with a path without %p. It is named in the
+ * environment its children inherit, so that a forked child writes to
+ * path.PID even after it exec'ed (and its new image loaded us afresh). */
+#define UW_STATS_OWNER_VAR "UDPWEAVE_STATS_OWNER"
+static pid_t stats_owner;
+
+void uw_stats_note_owner(void)
+{
+	const char *owner = getenv(UW_STATS_OWNER_VAR);
+	char pid[16];
+
+	if (!uw_core.cfg.stats_path[0] || strstr(uw_core.cfg.stats_path, "%p"))
+		return;
+	if (owner && *owner) {
+		stats_owner = (pid_t)atoi(owner);
+		return;
+	}
+	stats_owner = getpid();
+	snprintf(pid, sizeof(pid), "%d", (int)stats_owner);
+	setenv(UW_STATS_OWNER_VAR, pid, 0);
+}
 
 /* The path with %p replaced by the pid; a forked child without %p in the
  * path writes to path.PID, so that it does not overwrite its parent's. */
@@ -65,12 +87,48 @@ static void write_all(int fd, const char *buf, size_t len)
 	}
 }
 
-/* Never through a symlink planted at the path: a private temporary file,
- * created exclusively, renamed over the path. Never fails the host. */
+/* A regular file (or nothing, or a symlink planted there) is replaced
+ * atomically by a private temporary file, created exclusively and renamed
+ * over the path: never written through a link. A character device or a
+ * FIFO (/dev/null, a pipe a collector reads) is written to in place,
+ * without following a link and without blocking; anything else is refused.
+ * Returns 0 or -errno. */
+static int replace_file(const char *path, const char *json, size_t n)
+{
+	char tmp[PATH_MAX + 32];
+	struct stat st;
+	int fd;
+
+	if (lstat(path, &st) == 0 && (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode))) {
+		fd = open(path, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		write_all(fd, json, n);
+		real.close(fd);
+		return 0;
+	}
+	if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
+		return S_ISDIR(st.st_mode) ? -EISDIR : -EEXIST;	/* stays as it is */
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	write_all(fd, json, n);
+	real.close(fd);
+	if (rename(tmp, path)) {
+		int err = -errno;
+
+		unlink(tmp);
+		return err;
+	}
+	return 0;
+}
+
 static void write_stats(void)
 {
-	char json[4096], path[PATH_MAX], tmp[PATH_MAX + 32];
-	int n, fd, saved = errno;
+	char json[4096], path[PATH_MAX];
+	int n, err, saved = errno;
 
 	if (!uw_core.cfg.stats_path[0])
 		return;
@@ -81,21 +139,11 @@ static void write_stats(void)
 		write_all(STDERR_FILENO, json, (size_t)n);
 		goto out;
 	}
-	if (stats_path(path, sizeof(path)) ||
-	    snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp))
-		goto fail;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-	if (fd < 0)
-		goto fail;
-	write_all(fd, json, (size_t)n);
-	real.close(fd);
-	if (rename(tmp, path)) {
-		unlink(tmp);
-		goto fail;
-	}
-	goto out;
-fail:
-	uw_warn("cannot write stats to %s: %s", uw_core.cfg.stats_path, strerror(errno));
+	err = stats_path(path, sizeof(path));
+	if (!err)
+		err = replace_file(path, json, (size_t)n);
+	if (err)
+		uw_warn("cannot write stats to %s: %s", path, strerror(-err));
 out:
 	errno = saved;
 }
@@ -120,11 +168,6 @@ __attribute__((destructor)) static void uw_destructor(void)
 	write_stats();
 	uw_live_close();
 	uw_deactivate();
-}
-
-__attribute__((constructor)) static void uw_note_owner(void)
-{
-	stats_owner = getpid();
 }
 
 UW_EXPORT void _exit(int status)

@@ -172,6 +172,7 @@ static void init_all(void)
 		goto out;
 	}
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+	uw_stats_note_owner();
 	uw_info("backend %s, max delay %u us, arena %u KiB", cfg.backend,
 		cfg.max_delay_us, cfg.arena_kb);
 	atomic_store(&uw_active, true);

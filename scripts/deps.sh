@@ -6,6 +6,8 @@ set -euo pipefail
 
 PKGS=(
 	gcc make libc6-dev pkg-config   # build
+	libcap-dev libmnl-dev           # the udpweave tool (check)
+	man-db groff-base               # man pages and their test
 	libcmocka-dev                   # unit tests
 	python3 python3-pytest          # integration tests
 	iproute2 iperf3 strace          # integration tests, bench

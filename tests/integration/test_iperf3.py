@@ -71,7 +71,9 @@ def iperf3_results(tmp_path_factory):
     require_shim()
     base_c, base_s, _ = iperf3_run(False)
     b_sent, b_recv = udp_figures(base_c), udp_figures(base_s)
-    if b_recv["lost_packets"] or b_recv["packets"] != b_sent["packets"]:
+    # (without the shim too, a loaded server may leave a few unread at
+    # TEST_END: only real loss, sequence gaps, makes the comparison moot)
+    if b_recv["lost_packets"]:
         pytest.skip(f"this machine loses datagrams at {RATE} on loopback even without "
                     f"the shim (sent {b_sent}, received {b_recv})")
     stats = tmp_path_factory.mktemp("iperf3") / "stats.json"
