@@ -77,6 +77,7 @@ static const struct uw_var uw_vars[] = {
 	{ "LOG",          "one of error, warn, info, debug" },
 	{ "DISABLE",      "0 or 1" },
 	{ "STATS_OWNER",  "a process id (set by the library itself)" },
+	{ "RT_PRIORITY",  "0 (off) or a SCHED_FIFO priority 1..99 for the flush thread" },
 };
 
 static int apply(struct uw_config *cfg, size_t var, const char *v)
@@ -98,6 +99,8 @@ static int apply(struct uw_config *cfg, size_t var, const char *v)
 		return 0;
 	case 8:
 		return parse_u32(v, 1, INT32_MAX, &u);
+	case 9:
+		return parse_u32(v, 0, 99, &cfg->rt_priority);
 	}
 	return -EINVAL;
 }

@@ -61,6 +61,7 @@ struct uw_config {
 	uint32_t max_delay_us;
 	uint32_t interval_us;		/* 0: unset */
 	uint32_t arena_kb;
+	uint32_t rt_priority;		/* SCHED_FIFO flush thread; 0: off */
 	char stats_path[PATH_MAX];	/* "" unset, "stderr", or a path (%p) */
 	enum uw_log_level log_level;
 	bool disabled;			/* UDPWEAVE_DISABLE=1 */

@@ -6,6 +6,7 @@
  * complete every call is handed straight on.
  */
 #include <dlfcn.h>
+#include <sched.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,10 +64,23 @@ static void log_to_stderr(const char *line, size_t len)
 	errno = saved;
 }
 
+/* In the flush thread. With UDPWEAVE_RT_PRIORITY it runs SCHED_FIFO, so
+ * that busy application threads cannot make it late for a deadline;
+ * permitted with CAP_SYS_NICE or an RLIMIT_RTPRIO, else one line and
+ * normal priority. */
 static void flusher_setup(void)
 {
+	struct sched_param sp = { .sched_priority = (int)uw_core.cfg.rt_priority };
+	int err;
+
 	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);	/* wake on time, not 50 µs late */
 	pthread_setname_np(pthread_self(), "udpweave");
+	if (!sp.sched_priority)
+		return;
+	err = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+	if (err)
+		uw_warn("cannot run the flush thread at SCHED_FIFO priority %d (%s); "
+			"normal priority", sp.sched_priority, strerror(err));
 }
 
 static int real_sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags)

@@ -32,7 +32,7 @@ static void good_values(void **state)
 		"UDPWEAVE_BACKEND=passthrough", "UDPWEAVE_MAX_DELAY_US=20000",
 		"UDPWEAVE_INTERVAL_US=500", "UDPWEAVE_ARENA_KB=256",
 		"UDPWEAVE_STATS=/tmp/s-%p.json", "UDPWEAVE_LOG=debug",
-		"UDPWEAVE_DISABLE=0", NULL
+		"UDPWEAVE_DISABLE=0", "UDPWEAVE_RT_PRIORITY=5", NULL
 	};
 
 	(void)state;
@@ -44,6 +44,7 @@ static void good_values(void **state)
 	assert_string_equal(cfg.stats_path, "/tmp/s-%p.json");
 	assert_int_equal(cfg.log_level, UW_LOG_DEBUG);
 	assert_false(cfg.disabled);
+	assert_int_equal(cfg.rt_priority, 5);
 }
 
 static void zero_delay_and_limits_are_accepted(void **state)
@@ -99,6 +100,7 @@ static void bad_values(void **state)
 	expect_bad("UDPWEAVE_DISABLE=yes");
 	expect_bad("UDPWEAVE_STATS=");
 	expect_bad("UDPWEAVE_RULES=10.0.0.0/8:rate=8M");
+	expect_bad("UDPWEAVE_RT_PRIORITY=100");
 }
 
 static void unknown_variable_is_named_and_ignored(void **state)
