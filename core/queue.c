@@ -322,8 +322,10 @@ int uw_core_init(struct uw_core *c, const struct uw_config *cfg, const struct uw
 	if (!ops)
 		return -EINVAL;
 	c->check_every = 1;
-	/* Wake a little before the deadline: the flush itself takes time. */
-	c->slack_ns = delay / 10 < 100000 ? delay / 10 : 100000;
+	/* Aim before the deadline: the flush takes time, and the flush thread
+	 * may wake late on a busy machine (hundreds of µs were seen here). A
+	 * fifth of the budget, at most 500 µs. */
+	c->slack_ns = delay / 5 < 500000 ? delay / 5 : 500000;
 	pthread_mutex_init(&c->qlock, NULL);
 	pthread_mutex_init(&c->flock, NULL);
 	pthread_condattr_init(&ca);

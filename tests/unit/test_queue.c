@@ -193,7 +193,7 @@ static void sender_flushes_a_late_stage(void **state)
 	(void)state;
 	fake_now = 1000000000ull;
 	send_tagged(s, 100, 0, (void *)&to, sizeof(to), 0);
-	fake_now += 1000000;			/* 1 ms: not due (2 ms) */
+	fake_now += 1000000;			/* 1 ms: not due (1.6 ms) */
 	send_tagged(s, 100, 1, (void *)&to, sizeof(to), 0);
 	assert_int_equal(nrec, 0);
 	fake_now += 1000000;			/* 2 ms: due */

@@ -16,8 +16,8 @@ static void configure(uint32_t max_delay_us, uint32_t interval_us)
 	memset(&c, 0, sizeof(c));
 	c.cfg.max_delay_us = max_delay_us;
 	c.cfg.interval_us = interval_us;
-	c.slack_ns = (uint64_t)max_delay_us * US / 10 < 100 * US ?
-		     (uint64_t)max_delay_us * US / 10 : 100 * US;
+	c.slack_ns = (uint64_t)max_delay_us * US / 5 < 500 * US ?
+		     (uint64_t)max_delay_us * US / 5 : 500 * US;
 }
 
 static void deadline_is_oldest_plus_max_delay_less_slack(void **state)
@@ -27,10 +27,12 @@ static void deadline_is_oldest_plus_max_delay_less_slack(void **state)
 	(void)state;
 	configure(2000, 0);
 	st.oldest_ns = 5 * MS;
-	assert_int_equal(uw_core_due_ns(&c, &st, &why), 5 * MS + 2 * MS - 100 * US);
+	assert_int_equal(uw_core_due_ns(&c, &st, &why), 5 * MS + 2 * MS - 400 * US);
 	assert_int_equal(why, UW_FLUSH_DEADLINE);
-	configure(500, 0);			/* slack is a tenth when small */
-	assert_int_equal(uw_core_due_ns(&c, &st, &why), 5 * MS + 500 * US - 50 * US);
+	configure(20000, 0);			/* at most 500 µs early */
+	assert_int_equal(uw_core_due_ns(&c, &st, &why), 5 * MS + 20 * MS - 500 * US);
+	configure(500, 0);			/* a fifth when small */
+	assert_int_equal(uw_core_due_ns(&c, &st, &why), 5 * MS + 500 * US - 100 * US);
 	configure(0, 0);
 	assert_int_equal(uw_core_due_ns(&c, &st, &why), 5 * MS);
 }
@@ -48,7 +50,7 @@ static void interval_grid_comes_first_when_earlier(void **state)
 	assert_int_equal(uw_core_due_ns(&c, &st, &why), 7 * MS);
 	configure(1000, 50000);			/* the budget bounds the interval */
 	st.oldest_ns = 5 * MS;
-	assert_int_equal(uw_core_due_ns(&c, &st, &why), 6 * MS - 100 * US);
+	assert_int_equal(uw_core_due_ns(&c, &st, &why), 6 * MS - 200 * US);
 	assert_int_equal(why, UW_FLUSH_DEADLINE);
 }
 
