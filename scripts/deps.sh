@@ -12,8 +12,12 @@ PKGS=(
 	python3 python3-pytest          # integration tests
 	iproute2 iperf3 strace          # integration tests, bench
 	ethtool                         # bench: veth offloads
-	ffmpeg                          # demo: media generation
-	gstreamer1.0-tools gstreamer1.0-plugins-good   # demo: the streaming server
+	ffmpeg                          # demo and tests: media generation, ffprobe, a server
+	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav \
+	                                # demo and tests: GStreamer servers, live encoder
+	vlc-bin vlc-plugin-base         # tests: VLC as a server
+	util-linux                      # setpriv (VLC refuses to run as root)
 	python3-matplotlib              # bench plots
 	liblttng-ust-dev lttng-tools babeltrace2   # tracepoints and their test
 )
