@@ -43,13 +43,16 @@ TOOL_BIN    := $(TOOL_SRC:tests/tools/%.c=$(B)/tests/%)
 TOOL_SO_SRC := $(wildcard tests/tools/lib*.c)
 BENCH_SRC   := $(wildcard bench/*.c)
 BENCH_BIN   := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
+BENCH_SO    := $(patsubst bench/so/%.c,$(B)/bench/lib%.so,$(wildcard bench/so/*.c))
 
-.PHONY: all lib tools unit integration test deps asan tsan bench demo clean cli install uninstall FORCE
+.PHONY: all lib tools unit integration test deps asan tsan bench bench-quick bench-full demo clean \
+	cli install uninstall FORCE
 
 all: lib tools cli
 
 lib: $(B)/libudpweave.so
-tools: $(filter-out $(B)/tests/lib%,$(TOOL_BIN)) $(TOOL_SO_SRC:tests/tools/%.c=$(B)/tests/%.so) $(BENCH_BIN)
+tools: $(filter-out $(B)/tests/lib%,$(TOOL_BIN)) $(TOOL_SO_SRC:tests/tools/%.c=$(B)/tests/%.so) \
+	$(BENCH_BIN) $(BENCH_SO)
 
 $(B)/obj/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
@@ -76,6 +79,12 @@ $(B)/tests/%: tests/tools/%.c
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(BASE) -pthread $(CFLAGS) $< -o $@
+
+# Small preloads of the benchmark (send-time stamps, trafgen's socket).
+$(B)/bench/lib%.so: bench/so/%.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(BASE) -fPIC -shared -pthread $(CFLAGS) $< -o $@ -ldl
 
 $(B)/bench/%: bench/%.c
 	@mkdir -p $(dir $@)
@@ -163,6 +172,12 @@ tsan:
 
 bench: deps all
 	/usr/bin/python3 bench/run_bench.py --build $(abspath $(B)) $(BENCH_ARGS)
+
+bench-quick: deps all
+	/usr/bin/python3 bench/run_bench.py --build $(abspath $(B)) --quick $(BENCH_ARGS)
+
+bench-full: deps all
+	/usr/bin/python3 bench/run_bench.py --build $(abspath $(B)) --full --perf $(BENCH_ARGS)
 
 demo: deps all
 	bash scripts/demo.sh $(abspath $(B))

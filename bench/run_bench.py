@@ -1,768 +1,227 @@
 #!/usr/bin/python3
-"""udpweave side-by-side benchmark.
+"""udpweave side-by-side benchmark: the driver.
 
-Workload: one plain C sender (build/bench/udp_blast) writes N datagrams of
-1316 bytes round-robin to 100 destinations (10 addresses x 10 ports) with
-one sendto() each, on one unconnected socket.  Variants, interleaved and
-rotated round by round so drift on a noisy machine hits all of them alike:
+Sections (--sections, default all three), each interleaving its variants
+round by round (order rotated) on the same namespaces and veth pair:
 
-  baseline     udp_blast --mode sendto, no preload
-  shim         the same, LD_PRELOAD=libudpweave.so (default backend: mmsg)
-  ideal        udp_blast --mode ideal-gso: hand-written sendmmsg, one
-               16-segment UDP GSO run per destination per message
-  passthrough  shim with UDPWEAVE_BACKEND=passthrough
-  baseline-conn, shim-conn   connected-send: one connected socket per
-               destination, send() (veth path only)
+  blast    udp_blast to 100 destinations: baseline sendto vs the shim, the
+           hand-written ideal (sendmmsg + UDP GSO), netsniff-ng trafgen,
+           passthrough, connected sockets; veth and loopback
+           (blast_bench.py; its output is the original run_bench.py format)
+  iperf3   iperf3 -u at -l 1316/1472, -b 0 and fixed rates: throughput,
+           sender CPU %, loss; baseline vs mmsg vs passthrough
+           (iperf_bench.py)
+  streams  N = 1..500 concurrent 5 Mbit/s MPEG-TS streams from GStreamer
+           multiudpsink and from N ffmpeg processes: CPU per datagram,
+           system calls, delay and jitter from the server's own send calls,
+           loss, TS continuity (streams_bench.py)
 
-Paths:
-  veth      sender in netns uwb-tx-*, receiver (build/bench/udp_sink) in
-            uwb-rx-*, joined by a veth pair.  The receiving veth runs
-            threaded NAPI (GRO on + /sys/class/net/*/threaded), so the
-            receive-side protocol work (IP/UDP input, GSO segmentation at
-            the receiver, socket enqueue) runs in a napi kthread pinned
-            to the receiver's CPU instead of in the sender's softirq
-            context: without it that work is charged to the sender
-            process (tick accounting, no IRQ_TIME_ACCOUNTING).  The
-            "rx charging check" measures both ways.  TSO is off on the
-            sending veth so every skb, whatever its origin, is eligible for
-            the NAPI path (veth_skb_is_eligible_for_gro), and a pfifo qdisc
-            on it turns a full NAPI ring into backpressure instead of drops
-            (many connected sockets otherwise overflow the 256-entry ring).
-            Same receive path for every variant.
-  loopback  sender and receiver on the lo of a private netns (uwb-lo-*);
-            here the receive path runs in the sender's context and IS
-            charged to it (shown for comparison, as naive measurements see).
-
-Figures per variant (medians over rounds): sender CPU us/datagram from the
-wait4() rusage of the sender alone (build/bench/run_measured forks it, so
-neither the launchers nor Python's high-water RSS leak into the figures;
-covers its threads and the exit-time flush), ratio to baseline (median of
-per-round ratios), datagrams per send system call (shim: stats JSON
-datagrams_out/syscalls; plain modes: the tool's own call count), peak RSS
-and its difference to baseline, delivery (loss, per-flow order, sizes) seen
-by udp_sink, and CPU of the receiving napi kthread.  --rate paces every
-sender (the ideal then batches one 2 ms window per destination).
-
-Writes bench/results/NAME.json, NAME.md (and NAME.png with matplotlib).
+Setup shared by all sections (benchlib.Topology): sender in netns
+uwb-tx-*, receivers in uwb-rx-*, a veth pair between them with threaded
+NAPI on the receiving side, sender pinned to CPU 0 and receiver + napi
+kthread to CPU 1 (so receive work is not charged to the sender), TSO off
+and a pfifo qdisc on the sending veth; loopback runs in a private netns.
 Traffic goes only to addresses inside the namespaces this script creates;
 they are removed on exit, on error and on Ctrl-C.
+
+Writes bench/results/NAME.json, NAME.md and PNG plots (NAME.png: blast;
+NAME-iperf3.png; NAME-streams-cpu.png: CPU per datagram vs stream count;
+NAME-delay-cdf.png) with Debian's python3-matplotlib.
 """
 import argparse
 import datetime
 import json
 import os
 import re
-import secrets
-import select
 import shutil
 import signal
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SIZE = 1316
-N_ADDRS = 10
-N_PORTS = 10
-BASE_PORT = 9000
-TX_ADDR = '10.203.0.1'
-RX_BASE = '10.203.1.1'
-LO_BASE = '127.0.1.1'
-SENDER_TIMEOUT = 40.0   # hard kill of a sender (udp_blast stops itself at 20 s)
-BLAST_TIME_LIMIT = 20.0
-TX_QDISC_LIMIT = 50000
-IDEAL_WINDOW_S = 0.002      # UDPWEAVE_MAX_DELAY_US default
-SEND_CALLS = ('sendto', 'sendmsg', 'sendmmsg')
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-VARIANTS = {
-    'baseline':      {'mode': 'sendto', 'preload': False},
-    'shim':          {'mode': 'sendto', 'preload': True},
-    'ideal':         {'mode': 'ideal-gso', 'preload': False},
-    'passthrough':   {'mode': 'sendto', 'preload': True,
-                      'env': {'UDPWEAVE_BACKEND': 'passthrough'}},
-    'baseline-conn': {'mode': 'connected-send', 'preload': False},
-    'shim-conn':     {'mode': 'connected-send', 'preload': True},
-}
-DEFAULT_VETH = ['baseline', 'shim', 'ideal', 'passthrough',
-                'baseline-conn', 'shim-conn']
-DEFAULT_LO = ['baseline', 'shim', 'ideal', 'passthrough']
+import blast_bench  # noqa: E402
+import iperf_bench  # noqa: E402
+import streams_bench  # noqa: E402
+from benchlib import HERE, BenchError, Topology, log  # noqa: E402
+
+SECTIONS = ('blast', 'iperf3', 'streams')
 
 
-class BenchError(Exception):
-    pass
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def sh(*args, check=True):
-    """Run a setup command; raise with its stderr on failure."""
-    r = subprocess.run(list(args), stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, text=True)
-    if check and r.returncode != 0:
-        raise BenchError('%s: %s' % (' '.join(args), r.stderr.strip()))
-    return r.stdout
-
-
-def clean_env():
-    """The environment children inherit: no preload, no udpweave config."""
-    env = {k: v for k, v in os.environ.items()
-           if k != 'LD_PRELOAD' and not k.startswith('UDPWEAVE_')}
-    env['LC_ALL'] = 'C'
-    return env
-
-
-# --------------------------------------------------------------------------
-# Network namespaces
-
-class Topology:
-    """Namespaces, veth pair and addresses; torn down by close()."""
-
-    def __init__(self, pin):
-        sfx = secrets.token_hex(2)
-        self.tx = 'uwb-tx-' + sfx
-        self.rx = 'uwb-rx-' + sfx
-        self.lo = 'uwb-lo-' + sfx
-        self.txdev = 'uwt' + sfx
-        self.rxdev = 'uwr' + sfx
-        self.pin = pin
-        self.created = []
-        self.napi_pid = None
-
-    def close(self):
-        for ns in reversed(self.created):
-            subprocess.run(['ip', 'netns', 'del', ns],
-                           stderr=subprocess.DEVNULL)
-        self.created = []
-
-    def add_ns(self, ns):
-        sh('ip', 'netns', 'add', ns)
-        self.created.append(ns)
-        sh('ip', '-n', ns, 'link', 'set', 'lo', 'up')
-
-    def setup_veth(self):
-        self.add_ns(self.tx)
-        self.add_ns(self.rx)
-        sh('ip', 'link', 'add', self.txdev, 'netns', self.tx, 'type', 'veth',
-           'peer', 'name', self.rxdev, 'netns', self.rx)
-        sh('ip', '-n', self.tx, 'addr', 'add', TX_ADDR + '/16',
-           'dev', self.txdev)
-        for a in rx_addresses(RX_BASE):
-            sh('ip', '-n', self.rx, 'addr', 'add', a + '/16', 'dev', self.rxdev)
-        sh('ip', '-n', self.tx, 'link', 'set', self.txdev, 'up')
-        sh('ip', '-n', self.rx, 'link', 'set', self.rxdev, 'up')
-        # Permanent neighbour entries: no ARP resolution (and no datagrams
-        # parked on an unresolved neighbour) inside a measured run.
-        mac = json.loads(sh('ip', '-j', '-n', self.rx, 'link', 'show',
-                            self.rxdev))[0]['address']
-        for a in rx_addresses(RX_BASE):
-            sh('ip', '-n', self.tx, 'neigh', 'replace', a, 'lladdr', mac,
-               'dev', self.txdev, 'nud', 'permanent')
-        sh('ip', 'netns', 'exec', self.tx, 'ethtool', '-K', self.txdev,
-           'tso', 'off')
-        # A qdisc on the sending veth: when the peer's NAPI ring (256 skbs)
-        # is full, veth (>= 6.16) stops the queue and the qdisc holds the
-        # skb, so socket send buffers push back on the sender instead of
-        # the ring dropping (which it does with the default noqueue once
-        # many sockets -- connected-send -- have skbs in flight).
-        sh('tc', '-n', self.tx, 'qdisc', 'replace', 'dev', self.txdev,
-           'root', 'pfifo', 'limit', str(TX_QDISC_LIMIT))
-
-    def set_rx_napi(self, on):
-        """Threaded NAPI on the receiving veth (on) or the default inline
-        netif_rx path that runs in the sender's softirq context (off)."""
-        threaded = ('ip', 'netns', 'exec', self.rx, 'sh', '-c',
-                    'echo %d > /sys/class/net/%s/threaded' % (int(on), self.rxdev))
-        if not on:  # fails (EIO) when NAPI is not enabled: nothing to undo
-            sh(*threaded, check=False)
-        sh('ip', 'netns', 'exec', self.rx, 'ethtool', '-K', self.rxdev,
-           'gro', 'on' if on else 'off')
-        if on:
-            sh(*threaded)
-        self.napi_pid = find_napi_thread(self.rxdev) if on else None
-        if on and not self.napi_pid:
-            raise BenchError('threaded NAPI kthread for %s not found'
-                             % self.rxdev)
-        if self.napi_pid and self.pin:
-            sh('taskset', '-pc', str(self.pin[1]), str(self.napi_pid))
-
-    def setup_lo(self):
-        self.add_ns(self.lo)
-
-    def rx_stats(self, ns, dev=None):
-        """UDP receive errors of ns, and tx drops of dev (veth)."""
-        out = {}
-        snmp = sh('ip', 'netns', 'exec', ns, 'cat', '/proc/net/snmp')
-        lines = [l.split() for l in snmp.splitlines() if l.startswith('Udp:')]
-        if len(lines) >= 2:
-            udp = dict(zip(lines[0][1:], map(int, lines[1][1:])))
-            for k in ('InDatagrams', 'RcvbufErrors', 'InErrors', 'NoPorts'):
-                out['udp_' + k] = udp.get(k, 0)
-        if dev:
-            link = json.loads(sh('ip', '-j', '-s', '-n', self.tx, 'link',
-                                 'show', dev))[0]['stats64']
-            out['veth_tx_dropped'] = link['tx']['dropped']
-            q = json.loads(sh('tc', '-j', '-s', '-n', self.tx, 'qdisc', 'show',
-                              'dev', dev) or '[]')
-            out['qdisc_drops'] = sum(x.get('drops', 0) for x in q)
-        return out
-
-
-def rx_addresses(base):
-    a, b, c, d = (int(x) for x in base.split('.'))
-    return ['%d.%d.%d.%d' % (a, b, c, d + i) for i in range(N_ADDRS)]
-
-
-def kill_group(p, sig):
-    try:
-        os.killpg(p.pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def find_napi_thread(dev):
-    prefix = ('napi/' + dev)[:15]
-    for pid in os.listdir('/proc'):
-        if not pid.isdigit():
-            continue
-        try:
-            with open('/proc/%s/comm' % pid) as f:
-                if f.read().startswith(prefix):
-                    return int(pid)
-        except OSError:
-            pass
-    return None
-
-
-def thread_cpu_ns(pid):
-    try:
-        with open('/proc/%d/schedstat' % pid) as f:
-            return int(f.read().split()[0])
-    except (OSError, ValueError):
-        return 0
-
-
-# --------------------------------------------------------------------------
-# One run: sink up, sender, wait4, sink report
-
-class Runner:
-    def __init__(self, args, topo):
-        self.args = args
-        self.topo = topo
-        self.build = args.build
-        self.blast = os.path.join(self.build, 'bench', 'udp_blast')
-        self.sink = os.path.join(self.build, 'bench', 'udp_sink')
-        self.measure = os.path.join(self.build, 'bench', 'run_measured')
-        self.lib = os.path.join(self.build, 'libudpweave.so')
-        self.tmp = tempfile.mkdtemp(prefix='uwbench-')
-        self.rusage_path = os.path.join(self.tmp, 'rusage.json')
-        # Paced runs: the ideal batches what arrives in one max-delay
-        # window (2 ms), as the shim can; unpaced it uses 16-segment runs.
-        self.segs = 16 if not args.rate else max(1, min(16, round(
-            args.rate * IDEAL_WINDOW_S / (N_ADDRS * N_PORTS))))
-        self.children = []
-
-    def close(self):
-        for p in self.children:
-            if p.poll() is None:
-                kill_group(p, signal.SIGKILL)
-                p.wait()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def pin_prefix(self, which):
-        if not self.topo.pin:
-            return []
-        return ['taskset', '-c', str(self.topo.pin[which])]
-
-    def path_params(self, path):
-        if path == 'veth':
-            return self.topo.tx, self.topo.rx, RX_BASE
-        return self.topo.lo, self.topo.lo, LO_BASE
-
-    def start_sink(self, ns):
-        cmd = (['ip', 'netns', 'exec', ns] + self.pin_prefix(1) +
-               [self.sink, '--port', str(BASE_PORT), '--ports', str(N_PORTS),
-                '--size', str(SIZE), '--idle-ms', '300',
-                '--rcvbuf', str(256 << 20), '--time-limit', '60'])
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=clean_env(),
-                             text=True, start_new_session=True)
-        self.children.append(p)
-        ready, _, _ = select.select([p.stdout], [], [], 5.0)
-        line = p.stdout.readline() if ready else ''
-        if line.strip() != 'ready':
-            p.kill()
-            p.wait()
-            raise BenchError('udp_sink did not start in %s' % ns)
-        return p
-
-    def stop_sink(self, p):
-        try:
-            out, _ = p.communicate(timeout=3.0)
-        except subprocess.TimeoutExpired:
-            p.send_signal(signal.SIGTERM)
-            try:
-                out, _ = p.communicate(timeout=3.0)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                out, _ = p.communicate()
-        self.children.remove(p)
-        for line in (out or '').splitlines():
-            if line.startswith('{'):
-                return json.loads(line)
-        return None
-
-    def sender_cmd(self, ns, variant, count, stats_path, prefix=()):
-        v = VARIANTS[variant]
-        env = []
-        if v['preload']:
-            env = ['LD_PRELOAD=' + self.lib, 'UDPWEAVE_STATS=' + stats_path]
-            env += ['%s=%s' % kv for kv in v.get('env', {}).items()]
-            env += self.args.shim_env
-        measured = [self.measure, '--out', self.rusage_path]
-        for e in env:
-            measured += ['--setenv', e]
-        return (['ip', 'netns', 'exec', ns] + list(prefix) +
-                self.pin_prefix(0) + measured + ['--',
-                 self.blast, '--mode', v['mode'], '--count', str(count),
-                 '--size', str(SIZE), '--dst', None, '--addrs', str(N_ADDRS),
-                 '--port', str(BASE_PORT), '--ports', str(N_PORTS),
-                 '--segs', str(self.segs), '--time-limit', str(BLAST_TIME_LIMIT),
-                 '--rate', str(self.args.rate)])
-
-    def run_sender(self, cmd):
-        """Run the sender; returns (exit, rusage dict, out).  The rusage is
-        run_measured's wait4() of the sender alone (see run_measured.c)."""
-        out_path = os.path.join(self.tmp, 'blast.out')
-        if os.path.exists(self.rusage_path):
-            os.unlink(self.rusage_path)
-        with open(out_path, 'w') as out:
-            p = subprocess.Popen(cmd, stdout=out, env=clean_env(),
-                                 start_new_session=True)
-        self.children.append(p)
-        try:
-            rc = p.wait(timeout=SENDER_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            kill_group(p, signal.SIGTERM)
-            try:
-                p.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                kill_group(p, signal.SIGKILL)
-                p.wait()
-            rc = 'timeout'
-        self.children.remove(p)
-        with open(out_path) as f:
-            text = f.read()
-        ru = None
-        if os.path.exists(self.rusage_path):
-            with open(self.rusage_path) as f:
-                ru = json.load(f)
-        if ru is None:
-            raise BenchError('sender left no rusage report: %s' % ' '.join(cmd))
-        if rc == 0 and ru.get('exit_code') != 0:
-            rc = ru.get('exit_code')
-        return rc, ru, text
-
-    def run(self, path, variant, count=None):
-        count = count or self.args.count
-        tx, rx, dst = self.path_params(path)
-        stats_path = os.path.join(self.tmp, 'stats-%p.json')
-        for f in os.listdir(self.tmp):
-            if f.startswith('stats-'):
-                os.unlink(os.path.join(self.tmp, f))
-        before = self.topo.rx_stats(rx, self.topo.txdev if path == 'veth' else None)
-        napi0 = thread_cpu_ns(self.topo.napi_pid) if path == 'veth' and self.topo.napi_pid else 0
-        sink = self.start_sink(rx)
-        cmd = self.sender_cmd(tx, variant, count, stats_path)
-        cmd[cmd.index(None)] = dst
-        rc, ru, text = self.run_sender(cmd)
-        sink_rep = self.stop_sink(sink)
-        napi1 = thread_cpu_ns(self.topo.napi_pid) if path == 'veth' and self.topo.napi_pid else 0
-        after = self.topo.rx_stats(rx, self.topo.txdev if path == 'veth' else None)
-        rep = {'path': path, 'variant': variant, 'count': count,
-               'exit': rc, 'wall_s': ru['wall_s'],
-               'utime_s': ru['utime_s'], 'stime_s': ru['stime_s'],
-               'cpu_s': ru['utime_s'] + ru['stime_s'],
-               'maxrss_kb': ru['maxrss_kb'],
-               'cpu_us_per_dgram': (ru['utime_s'] + ru['stime_s']) / count * 1e6,
-               'nvcsw': ru['nvcsw'], 'nivcsw': ru['nivcsw'],
-               'napi_cpu_s': (napi1 - napi0) / 1e9,
-               'blast': None, 'sink': sink_rep, 'stats': None,
-               'kernel': {k: after[k] - before.get(k, 0) for k in after}}
-        for line in text.splitlines():
-            if line.startswith('{'):
-                rep['blast'] = json.loads(line)
-        stats_files = [f for f in os.listdir(self.tmp) if f.startswith('stats-')]
-        if stats_files:
-            with open(os.path.join(self.tmp, sorted(stats_files)[0])) as f:
-                try:
-                    rep['stats'] = json.load(f)
-                except ValueError as e:
-                    rep['stats_error'] = str(e)
-            rep['stats_files'] = len(stats_files)
-        rep['dgrams_per_syscall'] = dgrams_per_syscall(rep)
-        rep['loss'] = count - (sink_rep or {}).get('received', 0)
-        return rep
-
-    def strace_check(self, path, count):
-        """Count send system calls of a short shim run with strace -f -c."""
-        tx, rx, dst = self.path_params(path)
-        out = os.path.join(self.tmp, 'strace.txt')
-        stats_path = os.path.join(self.tmp, 'strace-stats-%p.json')
-        sink = self.start_sink(rx)
-        cmd = self.sender_cmd(tx, 'shim', count, stats_path,
-                              prefix=['strace', '-f', '-c', '-o', out, '-e',
-                                      'trace=' + ','.join(SEND_CALLS + ('write', 'writev'))])
-        cmd[cmd.index(None)] = dst
-        rc, ru, _ = self.run_sender(cmd)
-        wall = ru['wall_s']
-        sink_rep = self.stop_sink(sink)
-        calls = {}
-        with open(out) as f:
-            for line in f:
-                m = re.match(r'\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$', line)
-                if m:
-                    calls[m.group(2)] = int(m.group(1))
-        send_calls = sum(calls.get(k, 0) for k in SEND_CALLS)
-        stats = None
-        for f in os.listdir(self.tmp):
-            if f.startswith('strace-stats-'):
-                with open(os.path.join(self.tmp, f)) as fh:
-                    stats = json.load(fh)
-                os.unlink(os.path.join(self.tmp, f))
-        return {'count': count, 'exit': rc, 'wall_s': wall,
-                'strace_calls': {k: v for k, v in calls.items()
-                                 if k in ('sendto', 'sendmsg', 'sendmmsg',
-                                          'write', 'writev')},
-                'strace_send_calls': send_calls,
-                'stats_syscalls': (stats or {}).get('syscalls'),
-                'stats_datagrams_out': (stats or {}).get('datagrams_out'),
-                'received': (sink_rep or {}).get('received')}
-
-
-def dgrams_per_syscall(rep):
-    st = rep.get('stats')
-    if st and st.get('syscalls'):
-        return st.get('datagrams_out', 0) / st['syscalls']
-    b = rep.get('blast')
-    if VARIANTS[rep['variant']]['preload']:
-        return None
-    if b and b.get('calls'):
-        return b['sent'] / b['calls']
-    return None
-
-
-# --------------------------------------------------------------------------
-# Summary
-
-def med(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
-
-
-def summarize(runs, path, variants):
-    by = {v: [r for r in runs if r['path'] == path and r['variant'] == v]
-          for v in variants}
-    base = {r['round']: r for r in by.get('baseline', [])}
-    rows = []
-    for v in variants:
-        rs = by[v]
-        if not rs:
-            continue
-        ok = [r for r in rs if r['exit'] == 0]
-        ratios = [r['cpu_us_per_dgram'] / base[r['round']]['cpu_us_per_dgram']
-                  for r in ok if r['round'] in base and
-                  base[r['round']]['exit'] == 0]
-        row = {
-            'variant': v, 'runs': len(rs), 'failed': len(rs) - len(ok),
-            'cpu_us_per_dgram': med(r['cpu_us_per_dgram'] for r in ok),
-            'cpu_us_min': min((r['cpu_us_per_dgram'] for r in ok), default=None),
-            'cpu_us_max': max((r['cpu_us_per_dgram'] for r in ok), default=None),
-            'ratio_to_baseline': med(ratios),
-            'dgrams_per_syscall': med(r['dgrams_per_syscall'] for r in ok),
-            'maxrss_kb': med(r['maxrss_kb'] for r in ok),
-            'loss_median': med(r['loss'] for r in rs),
-            'loss_total': sum(r['loss'] for r in rs),
-            'sent_total': sum(r['count'] for r in rs),
-            'reordered_total': sum((r['sink'] or {}).get('reordered', 0) for r in rs),
-            'bad_size_total': sum((r['sink'] or {}).get('bad_size', 0) for r in rs),
-            'wall_ms': med(r['wall_s'] * 1000 for r in ok),
-            'napi_us_per_dgram': med(r['napi_cpu_s'] / r['count'] * 1e6 for r in ok)
-            if path == 'veth' else None,
-            'rcvbuf_errors': sum(r['kernel'].get('udp_RcvbufErrors', 0) for r in rs),
-            'veth_tx_dropped': sum(r['kernel'].get('veth_tx_dropped', 0) for r in rs),
-            'qdisc_drops': sum(r['kernel'].get('qdisc_drops', 0) for r in rs),
-        }
-        st = [r['stats'] for r in ok if r.get('stats')]
-        if st:
-            row['stats_last'] = st[-1]
-            row['datagrams_dropped_total'] = sum(s.get('datagrams_dropped', 0) for s in st)
-            row['async_errors_total'] = sum(s.get('async_errors', 0) for s in st)
-            row['fallbacks_gso_total'] = sum(s.get('fallbacks_gso', 0) for s in st)
-            row['stats_mismatch'] = sum(
-                1 for r in ok if r.get('stats') and
-                r['stats'].get('datagrams_in') != r['count'])
-        elif VARIANTS[v]['preload']:
-            row['stats_missing'] = len(ok)
-        rows.append(row)
-    b = next((r for r in rows if r['variant'] == 'baseline'), None)
-    for r in rows:
-        r['rss_delta_mib'] = ((r['maxrss_kb'] - b['maxrss_kb']) / 1024
-                              if b and r['maxrss_kb'] is not None and
-                              b['maxrss_kb'] is not None else None)
-    return rows
-
-
-def fmt(x, spec='%.2f', none='–'):
-    return none if x is None else spec % x
-
-
-def markdown(result):
-    a = result['config']
-    lines = ['# udpweave benchmark: %s' % result['name'], '',
-             '`%s` — %s; %d datagrams x %d B per run, %d destinations (%d addrs x %d ports), '
-             '%s, %d rounds interleaved (order rotated), medians. Kernel %s, %d CPUs%s.%s' % (
-                 result['command'], result['date'], a['count'], SIZE, N_ADDRS * N_PORTS,
-                 N_ADDRS, N_PORTS,
-                 'paced at %d dgrams/s (ideal: %d-segment runs)' % (a['rate'], a['ideal_segs'])
-                 if a['rate'] else 'as fast as possible',
-                 a['rounds'], result['kernel'], os.cpu_count(),
-                 ', sender pinned to CPU %d, receiver+napi to CPU %d' % tuple(a['pin'])
-                 if a['pin'] else '',
-                 ' Shim env: %s.' % ' '.join(a['shim_env']) if a['shim_env'] else ''),
-             '', 'Sender CPU = user+sys of the sender process alone (wait4 in run_measured; '
-             'includes its threads and the exit-time flush).', '']
-    for path in ('veth', 'loopback'):
-        rows = result['summary'].get(path)
-        if not rows:
-            continue
-        title = {'veth': 'veth between two netns (receive work in a threaded-NAPI kthread, not charged to the sender)',
-                 'loopback': 'loopback in a private netns (receive work runs in, and is charged to, the sender)'}[path]
-        lines += ['## %s' % title, '',
-                  '| variant | sender CPU µs/dgram (min–max) | ratio to baseline | dgrams/syscall | peak RSS MiB (Δ) | loss (total/sent) | reordered | wall ms |'
-                  + (' rx napi µs/dgram |' if path == 'veth' else ''),
-                  '|---|---|---|---|---|---|---|---|' + ('---|' if path == 'veth' else '')]
-        for r in rows:
-            line = '| %s%s | %s | %s | %s | %s (%s) | %d/%d | %d | %s |' % (
-                r['variant'], ' (%d FAILED)' % r['failed'] if r['failed'] else '',
-                '%.3f (%.3f–%.3f)' % (r['cpu_us_per_dgram'], r['cpu_us_min'], r['cpu_us_max'])
-                if r['cpu_us_per_dgram'] is not None else '–',
-                '1/%.1f (%.3f)' % (1 / r['ratio_to_baseline'], r['ratio_to_baseline'])
-                if r['ratio_to_baseline'] else '–',
-                fmt(r['dgrams_per_syscall'], '%.1f'),
-                fmt(r['maxrss_kb'] and r['maxrss_kb'] / 1024, '%.1f'),
-                fmt(r['rss_delta_mib'], '%+.1f'),
-                r['loss_total'], r['sent_total'], r['reordered_total'],
-                fmt(r['wall_ms'], '%.0f'))
-            if path == 'veth':
-                line += ' %s |' % fmt(r['napi_us_per_dgram'], '%.3f')
-            lines.append(line)
-        lines.append('')
-        for r in rows:
-            st = r.get('stats_last')
-            if st:
-                lines.append('- %s stats (last run): backend=%s syscalls=%s batches=%s gso_runs=%s '
-                             'segments_max=%s max_queue_delay_us=%s flushes=%s; over all runs: '
-                             'dropped=%d fallbacks_gso=%d async_errors=%d, datagrams_in≠count in %d runs' % (
-                                 r['variant'], st.get('backend'), st.get('syscalls'), st.get('batches'),
-                                 st.get('gso_runs'), st.get('segments_max'),
-                                 st.get('max_queue_delay_us', '?'),
-                                 {k: v for k, v in (st.get('flushes_by_reason') or {}).items() if v},
-                                 r['datagrams_dropped_total'], r['fallbacks_gso_total'],
-                                 r['async_errors_total'], r['stats_mismatch']))
-            elif r.get('stats_missing'):
-                lines.append('- %s: NO stats JSON written in %d runs' % (r['variant'], r['stats_missing']))
-            if r['loss_total']:
-                where = ('veth tx dropped %d skbs, qdisc drops %d, ' % (
-                    r['veth_tx_dropped'], r['qdisc_drops']) if path == 'veth' else '')
-                lines.append('- %s loss: %sreceiver UDP RcvbufErrors %d%s' % (
-                    r['variant'], where, r['rcvbuf_errors'],
-                    ', sender failed in %d runs' % r['failed'] if r['failed'] else ''))
-        lines.append('')
-    t = result.get('targets')
-    if t:
-        lines += ['## Targets (veth)', '']
-        for k, v in t.items():
-            lines.append('- %s: %s' % (k, v))
-        lines.append('')
-    c = result.get('rx_charging')
-    if c:
-        lines += ['## Is the veth receive path charged to the sender?', '',
-                  'baseline sendto, %d datagrams, veth without NAPI (netif_rx; the receive softirq runs '
-                  'in the sender\'s context on local_bh_enable) vs threaded NAPI:' % c['count'], '',
-                  '| receive path | sender CPU µs/dgram | napi kthread µs/dgram | sink loss |',
-                  '|---|---|---|---|',
-                  '| inline (no NAPI) | %.3f | – | %s |' % (c['inline_us'], c['inline_loss']),
-                  '| threaded NAPI | %.3f | %.3f | %s |' % (c['napi_us'], c['napi_kthread_us'], c['napi_loss']),
-                  '', '%s' % c['verdict'], '']
-    s = result.get('strace')
-    if s:
-        lines += ['## strace cross-check (shim, %s, %d datagrams, `strace -f -c`)' % (s['path'], s['count']), '',
-                  '- send calls (sendto+sendmsg+sendmmsg) counted by strace: %s, library stats '
-                  'syscalls: %s → %s; %s dgrams/syscall' % (
-                      s['strace_send_calls'], s['stats_syscalls'],
-                      'agree' if s['strace_send_calls'] == s['stats_syscalls'] else 'DISAGREE',
-                      fmt(s['stats_datagrams_out'] / s['strace_send_calls'], '%.1f')
-                      if s['strace_send_calls'] and s['stats_datagrams_out'] else '–'),
-                  '- per call: %s (write/writev are udp_blast\'s stdout and the stats file, '
-                  'not sockets; strace slows the sender, so batches differ from untraced runs)'
-                  % s['strace_calls'],
-                  '- receiver got %s of %d' % (s['received'], s['count']), '']
-    o = result.get('fd_overhead')
-    if o:
-        b, s = o['median_ns']['baseline'], o['median_ns']['shim']
-        lines += ['## Calls on other fds (not UDP sockets)', '',
-                  '%d calls each, %d rounds interleaved, medians, ns per call:' % (
-                      o['calls'], o['rounds']), '',
-                  '| call | baseline | shim | difference |', '|---|---|---|---|']
-        for k, name in (('write_devnull_ns', 'write() to /dev/null'),
-                        ('send_unix_stream_ns', 'send() on a Unix stream socket')):
-            lines.append('| %s | %.1f | %.1f | %+.1f (%+.1f%%) |' % (
-                name, b[k], s[k], s[k] - b[k], 100.0 * (s[k] - b[k]) / b[k]))
-        lines.append('')
-    for n in result.get('notes', []):
-        lines.append('- ' + n)
-    return '\n'.join(lines) + '\n'
-
-
-def plot(result, path_png):
-    """Bar chart of sender CPU per datagram (median, min-max whiskers);
-    skipped when matplotlib is not installed."""
-    try:
-        import matplotlib
-        matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    paths = [p for p in ('veth', 'loopback') if result['summary'].get(p)]
-    fig, axes = plt.subplots(1, len(paths), figsize=(5 * len(paths), 3.6),
-                             squeeze=False)
-    for ax, p in zip(axes[0], paths):
-        rows = [r for r in result['summary'][p] if r['cpu_us_per_dgram'] is not None]
-        xs = range(len(rows))
-        med_ = [r['cpu_us_per_dgram'] for r in rows]
-        err = [[m - r['cpu_us_min'] for m, r in zip(med_, rows)],
-               [r['cpu_us_max'] - m for m, r in zip(med_, rows)]]
-        ax.bar(xs, med_, yerr=err, capsize=3,
-               color=['#888' if not VARIANTS[r['variant']]['preload'] else '#2a7'
-                      for r in rows])
-        ax.set_xticks(list(xs))
-        ax.set_xticklabels([r['variant'] for r in rows], rotation=30, ha='right')
-        ax.set_ylabel('sender CPU µs / datagram')
-        ax.set_title(p)
-        for x, m in zip(xs, med_):
-            ax.text(x, m, '%.2f' % m, ha='center', va='bottom', fontsize=8)
-    fig.suptitle('udpweave %s: %d x %d B to %d destinations' % (
-        result['name'], result['config']['count'], SIZE, N_ADDRS * N_PORTS), fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path_png, dpi=80)
-    plt.close(fig)
-    return True
-
-
-def targets(rows):
-    r = {x['variant']: x for x in rows}
-    out = {}
-    if 'shim' in r and r['shim']['ratio_to_baseline']:
-        x = r['shim']['ratio_to_baseline']
-        out['shim/baseline CPU ≤ 1/5'] = '%s (1/%.1f)' % ('met' if x <= 0.2 else 'NOT met', 1 / x)
-    if 'ideal' in r and r['ideal']['ratio_to_baseline']:
-        x = r['ideal']['ratio_to_baseline']
-        out['ideal/baseline CPU (~1/6 expected)'] = '1/%.1f' % (1 / x)
-    if 'shim' in r and r['shim']['dgrams_per_syscall']:
-        x = r['shim']['dgrams_per_syscall']
-        out['shim datagrams/syscall ≥ 16'] = '%s (%.1f)' % ('met' if x >= 16 else 'NOT met', x)
-    if 'shim' in r and r['shim']['rss_delta_mib'] is not None:
-        x = r['shim']['rss_delta_mib']
-        out['shim RSS overhead ≤ 8 MiB'] = '%s (%+.1f MiB)' % ('met' if x <= 8 else 'NOT met', x)
-    if 'shim' in r:
-        out['shim delivery'] = '%d lost of %d, %d reordered, %d bad size' % (
-            r['shim']['loss_total'], r['shim']['sent_total'],
-            r['shim']['reordered_total'], r['shim']['bad_size_total'])
-    return out
-
-
-# --------------------------------------------------------------------------
-
-def fd_overhead(build, lib, rounds, n=2000000):
-    """Cost of the shim on fds that are not UDP sockets: write() to
-    /dev/null and send() on a Unix stream socket, baseline and shim
-    interleaved, medians of ns per call."""
-    exe = os.path.join(build, 'bench', 'fd_overhead')
-    if not os.path.exists(exe):
-        return None
-    res = {'baseline': [], 'shim': []}
-    for _ in range(rounds):
-        for v in ('baseline', 'shim'):
-            env = clean_env()
-            if v == 'shim':
-                env['LD_PRELOAD'] = lib
-            out = subprocess.run([exe, str(n)], env=env, capture_output=True,
-                                 text=True, timeout=120, check=True).stdout
-            res[v].append(json.loads(out))
-    keys = list(res['baseline'][0])
-    return {'calls': n, 'rounds': rounds,
-            'median_ns': {v: {k: med(r[k] for r in res[v]) for k in keys} for v in res}}
-
-
-def check_tools(args):
+def check_tools(args, sections):
     missing = [t for t in ('ip', 'tc', 'ethtool', 'taskset') if not shutil.which(t)]
     if missing:
         raise BenchError('missing tools: %s (Debian: iproute2 ethtool util-linux)'
                          % ' '.join(missing))
-    for f in ('udp_blast', 'udp_sink', 'run_measured'):
+    need = ['run_measured']
+    if 'blast' in sections:
+        need += ['udp_blast', 'udp_sink']
+    if 'streams' in sections:
+        need += ['stream_sink']
+    for f in need:
         if not os.access(os.path.join(args.build, 'bench', f), os.X_OK):
             raise BenchError('%s/bench/%s not built (make tools)' % (args.build, f))
     if os.geteuid() != 0:
         raise BenchError('needs root (network namespaces)')
 
 
-def main():
+def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--build', default=os.path.join(os.path.dirname(HERE), 'build'))
-    ap.add_argument('--count', type=int, default=200000)
-    ap.add_argument('--rounds', type=int, default=5)
-    ap.add_argument('--quick', action='store_true', help='2 rounds')
-    ap.add_argument('--name', default='latest', help='bench/results/NAME.{json,md}')
-    ap.add_argument('--paths', default='veth,loopback')
-    ap.add_argument('--variants', default=None,
-                    help='comma list (default: %s on veth, %s on loopback)'
-                    % (','.join(DEFAULT_VETH), ','.join(DEFAULT_LO)))
+    ap.add_argument('--name', default='latest', help='bench/results/NAME.{json,md,png}')
+    ap.add_argument('--sections', default=','.join(SECTIONS),
+                    help='comma list of %s (default: all)' % ','.join(SECTIONS))
+    ap.add_argument('--quick', action='store_true',
+                    help='1-2 rounds and fewer configurations (about 2 minutes)')
+    ap.add_argument('--full', action='store_true',
+                    help='3 rounds everywhere, ffmpeg up to 100 streams, the ideal at every '
+                    'multiudpsink N, iperf3 also at 200M (about 15 minutes)')
+    ap.add_argument('--rounds', type=int, default=None,
+                    help='rounds of every section (default: blast 5, iperf3 3, streams 2)')
+    ap.add_argument('--paths', default='veth,loopback', help='blast and iperf3 paths')
     ap.add_argument('--shim-env', action='append', default=[],
                     metavar='KEY=VAL', help='extra environment for shim variants')
-    ap.add_argument('--rate', type=int, default=0,
-                    help='pace every sender at this many datagrams/s (0: as fast as possible)')
     ap.add_argument('--no-pin', action='store_true')
     ap.add_argument('--no-strace', action='store_true')
-    ap.add_argument('--no-rx-check', action='store_true')
+    ap.add_argument('--report', metavar='JSON',
+                    help='only rewrite NAME.{json,md} (summaries and targets recomputed) '
+                    'and the plots from an earlier NAME.json')
+    g = ap.add_argument_group('blast')
+    g.add_argument('--count', type=int, default=200000)
+    g.add_argument('--blast-rounds', type=int, default=None)
+    g.add_argument('--variants', default=None,
+                   help='comma list (default: %s on veth, %s on loopback)'
+                   % (','.join(blast_bench.DEFAULT_VETH), ','.join(blast_bench.DEFAULT_LO)))
+    g.add_argument('--rate', type=int, default=0,
+                   help='pace every sender at this many datagrams/s (0: as fast as possible)')
+    g.add_argument('--no-rx-check', action='store_true')
+    g.add_argument('--no-fd-overhead', action='store_true')
+    g = ap.add_argument_group('iperf3')
+    g.add_argument('--iperf-rounds', type=int, default=None)
+    g.add_argument('--iperf-time', type=int, default=2, help='iperf3 -t (seconds)')
+    g.add_argument('--iperf-lengths', default='1316,1472', help='-l values on veth')
+    g.add_argument('--iperf-lo-lengths', default='1316', help='-l values on loopback')
+    g.add_argument('--iperf-rates', default='0,1G', help='-b values')
+    g.add_argument('--iperf-variants', default='baseline,mmsg,passthrough')
+    g = ap.add_argument_group('streams')
+    g.add_argument('--streams-rounds', type=int, default=None)
+    g.add_argument('--streams-seconds', type=float, default=4,
+                   help='length of the generated TS file')
+    g.add_argument('--streams-servers', default='gst,ffmpeg')
+    g.add_argument('--gst-streams', default='1,10,100,500')
+    g.add_argument('--ffmpeg-streams', default='1,10,50')
+    g.add_argument('--streams-variants', default='baseline,shim,shim-20ms,ideal-20ms')
+    g.add_argument('--ideal-streams', default='100',
+                   help='stream counts (gst rows) that also run the ideal-20ms sender')
+    g.add_argument('--perf', action='store_true',
+                   help='also profile one multiudpsink run per variant with perf record -g')
+    g.add_argument('--perf-streams', type=int, default=100)
+    g.add_argument('--no-stamps', action='store_true',
+                   help='no send-time logger: no delay figures')
     args = ap.parse_args()
     if args.quick:
-        args.rounds = 2
+        args.rounds = args.rounds or 1
+        args.blast_rounds = args.blast_rounds or 2
+        args.count = min(args.count, 100000)
+        args.no_rx_check = args.no_fd_overhead = True
+        args.iperf_lengths = '1316'
+        args.iperf_lo_lengths = ''
+        args.gst_streams = '10,100'
+        args.ffmpeg_streams = '10'
+        args.streams_seconds = min(args.streams_seconds, 3)
+    if args.full:
+        args.rounds = args.rounds or 3
+        args.ffmpeg_streams = '1,10,50,100'
+        args.ideal_streams = '1,10,100,500'
+        args.iperf_rates = '0,200M,1G'
+        args.iperf_lo_lengths = '1316,1472'
+        args.streams_variants = 'baseline,shim,shim-20ms,shim-20ms-rt,ideal-20ms'
+    args.blast_rounds = args.blast_rounds or args.rounds or 5
+    args.iperf_rounds = args.iperf_rounds or args.rounds or 3
+    args.streams_rounds = args.streams_rounds or args.rounds or 2
     args.build = os.path.abspath(args.build)
-    check_tools(args)
+    return args
+
+
+def write_outputs(result, args, sections):
+    outdir = os.path.join(HERE, 'results')
+    os.makedirs(outdir, exist_ok=True)
+    base = os.path.join(outdir, args.name)
+    text = json.dumps(result, indent=1, default=str)
+    # lists of numbers on one line each (the delay CDFs)
+    text = re.sub(r'\[\s+([-+\d.eE,\s]+?)\s+\]',
+                  lambda m: '[' + ' '.join(m.group(1).split()) + ']', text)
+    with open(base + '.json', 'w') as f:
+        f.write(text + '\n')
+    if 'blast' in sections:
+        lines = blast_bench.markdown(result)
+    else:
+        lines = ['# udpweave benchmark: %s' % result['name'], '',
+                 '`%s` — %s. Kernel %s, %d CPUs%s.' % (
+                     result['command'], result['date'], result['kernel'], os.cpu_count(),
+                     ', senders pinned to CPU %d, receivers + napi to CPU %d' % tuple(
+                         result['config']['pin']) if result['config'].get('pin') else ''), '']
+    if result.get('iperf3', {}).get('summary'):
+        lines += iperf_bench.markdown(result['iperf3'])
+    if result.get('streams', {}).get('summary'):
+        lines += streams_bench.markdown(result['streams'])
+    for n in result.get('notes', []):
+        lines.append('- ' + n)
+    md = '\n'.join(lines) + '\n'
+    with open(base + '.md', 'w') as f:
+        f.write(md)
+    pngs = []
+    if 'blast' in sections and result.get('summary') and blast_bench.plot(result, base + '.png'):
+        pngs.append(base + '.png')
+    if result.get('iperf3', {}).get('summary') and \
+            iperf_bench.plot(result['iperf3'], base + '-iperf3.png'):
+        pngs.append(base + '-iperf3.png')
+    if result.get('streams', {}).get('summary'):
+        pngs += streams_bench.plot(result['streams'], base + '-streams-cpu.png',
+                                   base + '-delay-cdf.png')
+    print(md)
+    log('wrote %s.{json,md}%s' % (base, ''.join(' ' + os.path.basename(p) for p in pngs)))
+
+
+def main():
+    args = parse_args()
+    if args.report:
+        with open(args.report) as f:
+            result = json.load(f)
+        args.name = result['name']
+        # targets from the stored summaries, with the current wording
+        if result.get('summary', {}).get('veth'):
+            result['targets'] = blast_bench.targets(result['summary']['veth'])
+        if result.get('iperf3', {}).get('summary'):
+            result['iperf3']['targets'] = iperf_bench.targets(result['iperf3']['summary'])
+        sec = result.get('streams', {})
+        if sec.get('summary') and sec.get('runs'):
+            # re-summarize (the per-run CDFs are not stored: keep the old ones)
+            cdf = {(r['server'], r['n'], r['variant']): r.get('delay_cdf_us')
+                   for r in sec['summary']}
+            configs = list(dict.fromkeys((r['server'], r['n']) for r in sec['summary']))
+            sec['summary'] = streams_bench.summarize(sec['runs'], configs,
+                                                     sec['config']['variants'])
+            for r in sec['summary']:
+                if cdf.get((r['server'], r['n'], r['variant'])):
+                    r['delay_cdf_us'] = streams_bench.compact_cdf(
+                        cdf[(r['server'], r['n'], r['variant'])])
+            sec['targets'] = streams_bench.targets(sec)
+        write_outputs(result, args, result.get('sections', ['blast']))
+        return
+    sections = [s for s in args.sections.split(',') if s]
+    for s in sections:
+        if s not in SECTIONS:
+            raise BenchError('unknown section %s (known: %s)' % (s, ', '.join(SECTIONS)))
+    check_tools(args, sections)
     paths = [p for p in args.paths.split(',') if p]
     have_lib = os.path.exists(os.path.join(args.build, 'libudpweave.so'))
-    variants = {}
-    for p in paths:
-        vs = args.variants.split(',') if args.variants else (
-            DEFAULT_VETH if p == 'veth' else DEFAULT_LO)
-        vs = list(dict.fromkeys(v for v in vs if v))
-        for v in vs:
-            if v not in VARIANTS:
-                raise BenchError('unknown variant %s' % v)
-        if not have_lib:
-            vs = [v for v in vs if not VARIANTS[v]['preload']]
-        variants[p] = vs
     notes = []
     if not have_lib:
         notes.append('%s/libudpweave.so missing: shim variants skipped' % args.build)
         log('warning: ' + notes[-1])
     pin = None if args.no_pin or (os.cpu_count() or 1) < 2 else (0, 1)
-
     topo = Topology(pin)
-    runner = Runner(args, topo)
 
     def on_signal(sig, frame):
         raise KeyboardInterrupt
@@ -773,106 +232,43 @@ def main():
               'date': datetime.datetime.now().strftime('%Y-%m-%d %H:%M:%S'),
               'kernel': os.uname().release,
               'command': ' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
-              'config': {'count': args.count, 'rounds': args.rounds,
-                         'rate': args.rate, 'ideal_segs': runner.segs,
-                         'pin': list(pin) if pin else None,
-                         'shim_env': args.shim_env, 'size': SIZE,
-                         'destinations': N_ADDRS * N_PORTS},
+              'sections': sections,
+              'config': {'pin': list(pin) if pin else None},
               'notes': notes}
-    runs = []
+    failed = []
+    timing = {}
     try:
-        if 'veth' in paths:
+        if 'veth' in paths or 'streams' in sections:
             topo.setup_veth()
         if 'loopback' in paths:
             topo.setup_lo()
-
-        if 'veth' in paths and not args.no_rx_check:
-            log('rx charging check (veth, baseline, inline vs threaded NAPI)...')
-            n = min(args.count, 100000)
-            inline, napi = [], []
-            for _ in range(2):
-                topo.set_rx_napi(False)
-                inline.append(runner.run('veth', 'baseline', n))
-                topo.set_rx_napi(True)
-                napi.append(runner.run('veth', 'baseline', n))
-            iu = med(r['cpu_us_per_dgram'] for r in inline)
-            nu = med(r['cpu_us_per_dgram'] for r in napi)
-            ku = med(r['napi_cpu_s'] / n * 1e6 for r in napi)
-            result['rx_charging'] = {
-                'count': n, 'inline_us': iu, 'napi_us': nu, 'napi_kthread_us': ku,
-                'inline_loss': sum(r['loss'] for r in inline),
-                'napi_loss': sum(r['loss'] for r in napi),
-                'verdict': ('Yes: without NAPI the sender pays %.2f µs/dgram more; with threaded '
-                            'NAPI that work (%.2f µs/dgram) shows up in the napi kthread instead. '
-                            'All veth figures below use threaded NAPI.' % (iu - nu, ku))
-                if iu - nu > 0.1 * nu else
-                ('No clear difference (%.3f vs %.3f µs/dgram).' % (iu, nu))}
-            log('  inline %.3f µs/dgram, threaded NAPI %.3f (+ kthread %.3f)' % (iu, nu, ku))
-        elif 'veth' in paths:
-            topo.set_rx_napi(True)
-
-        order = [(p, v) for p in paths for v in variants[p]]
-        for rnd in range(args.rounds):
-            # rotate the order each round: no variant always runs first
-            k = rnd % len(order)
-            for p, v in order[k:] + order[:k]:
-                r = runner.run(p, v)
-                r['round'] = rnd
-                runs.append(r)
-                log('round %d %-8s %-13s cpu %.3f µs/dgram  rss %5.1f MiB  %s  loss %d%s' % (
-                    rnd + 1, p, v, r['cpu_us_per_dgram'], r['maxrss_kb'] / 1024,
-                    ('%.1f dgrams/syscall' % r['dgrams_per_syscall'])
-                    if r['dgrams_per_syscall'] else '', r['loss'],
-                    '' if r['exit'] == 0 else '  EXIT %s' % r['exit']))
-
-        if have_lib:
-            log('non-UDP fd overhead...')
-            result['fd_overhead'] = fd_overhead(args.build,
-                                                os.path.join(args.build, 'libudpweave.so'),
-                                                max(3, args.rounds))
-
-        if have_lib and not args.no_strace and shutil.which('strace'):
-            p = 'veth' if 'veth' in paths else paths[0]
-            log('strace cross-check...')
-            result['strace'] = runner.strace_check(p, 20000)
-            result['strace']['path'] = p
-        elif have_lib and not args.no_strace:
-            notes.append('strace not installed: cross-check skipped')
+        for s in sections:
+            t0 = time.monotonic()
+            log('== section %s' % s)
+            if s == 'blast':
+                failed += blast_bench.run_section(args, topo, result, paths, have_lib)
+            elif s == 'iperf3':
+                failed += iperf_bench.run_section(args, topo, result, paths, have_lib)
+            elif s == 'streams':
+                failed += streams_bench.run_section(args, topo, result, have_lib)
+            timing[s] = time.monotonic() - t0
     except KeyboardInterrupt:
         log('interrupted: cleaning up')
-        runner.close()
         topo.close()
         sys.exit(130)
     except BenchError as e:
         log('error: %s' % e)
-        runner.close()
         topo.close()
         sys.exit(1)
     finally:
-        runner.close()
         topo.close()
-
-    result['runs'] = runs
-    result['summary'] = {p: summarize(runs, p, variants[p]) for p in paths}
-    if 'veth' in result['summary']:
-        result['targets'] = targets(result['summary']['veth'])
     result['runtime_s'] = time.monotonic() - t_start
-    notes.append('total benchmark runtime %.0f s' % result['runtime_s'])
-    md = markdown(result)
-    outdir = os.path.join(HERE, 'results')
-    os.makedirs(outdir, exist_ok=True)
-    with open(os.path.join(outdir, args.name + '.json'), 'w') as f:
-        json.dump(result, f, indent=1, default=str)
-    with open(os.path.join(outdir, args.name + '.md'), 'w') as f:
-        f.write(md)
-    if plot(result, os.path.join(outdir, args.name + '.png')):
-        log('wrote %s/%s.png' % (outdir, args.name))
-    print(md)
-    log('wrote %s/%s.{json,md}' % (outdir, args.name))
-    failed = [r for r in runs if r['exit'] != 0]
+    result['section_runtime_s'] = timing
+    notes.append('total benchmark runtime %.0f s (%s)' % (
+        result['runtime_s'], ', '.join('%s %.0f s' % kv for kv in timing.items())))
+    write_outputs(result, args, sections)
     if failed:
-        log('%d sender runs failed (exit status / timeout): %s' % (
-            len(failed), sorted({r['variant'] for r in failed})))
+        log('%d runs failed (exit status / timeout)' % len(failed))
         sys.exit(1)
 
 

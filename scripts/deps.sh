@@ -18,7 +18,8 @@ PKGS=(
 	                                # demo and tests: GStreamer servers, live encoder
 	vlc-bin vlc-plugin-base         # tests: VLC as a server
 	util-linux                      # setpriv (VLC refuses to run as root)
-	python3-matplotlib              # bench plots
+	python3-matplotlib python3-numpy   # bench plots and figures
+	netsniff-ng                     # bench: trafgen, the raw-ring ceiling
 	liblttng-ust-dev lttng-tools babeltrace2   # tracepoints and their test
 )
 
