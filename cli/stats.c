@@ -154,7 +154,7 @@ static int segment_snapshot(const struct uw_stats_segment *seg, char *json, size
 			len = 0;	/* torn: the check below retries */
 		memcpy(json, seg->json, len);
 		*seg_pid = seg->pid;
-		atomic_thread_fence(memory_order_acquire);
+		uw_seqlock_fence(memory_order_acquire);
 		if (seq_load(seg, memory_order_relaxed) != seq)
 			continue;
 		if (!memcmp(seg->magic, zero, sizeof(zero)) || !len)

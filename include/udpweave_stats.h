@@ -13,7 +13,17 @@
 #ifndef UDPWEAVE_STATS_H
 #define UDPWEAVE_STATS_H
 
+#include <stdatomic.h>
 #include <stdint.h>
+
+/* The seqlock's fence. Writer and reader are different processes, which
+ * ThreadSanitizer cannot observe, and GCC refuses thread fences under it:
+ * there, a compiler barrier (enough on x86's ordered stores and loads). */
+#ifdef __SANITIZE_THREAD__
+#define uw_seqlock_fence(order)	atomic_signal_fence(order)
+#else
+#define uw_seqlock_fence(order)	atomic_thread_fence(order)
+#endif
 
 #define UW_STATS_MAGIC		"UWSTATS1"
 #define UW_STATS_DIR		"/dev/shm"

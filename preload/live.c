@@ -59,7 +59,7 @@ static void seg_write(void)
 	if (n < 0)
 		return;
 	atomic_store_explicit((_Atomic uint64_t *)&seg->seq, seq + 1, memory_order_relaxed);
-	atomic_thread_fence(memory_order_release);
+	uw_seqlock_fence(memory_order_release);
 	memcpy(seg->json, json, (size_t)n);
 	seg->len = (uint32_t)n;
 	atomic_store_explicit((_Atomic uint64_t *)&seg->seq, seq + 2, memory_order_release);
