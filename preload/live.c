@@ -5,6 +5,10 @@
  * shared file that `udpweave stats PID` reads. Created at the first flush,
  * so processes that never send UDP leave nothing behind; removed at exit
  * and before exec. Runs with the flush lock held (one writer).
+ *
+ * Files the library opens itself are closed with plain close(), not
+ * real.close: a tool interposed in front of us (ThreadSanitizer tracks
+ * fds) must see the close of an fd it saw opened.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -35,12 +39,12 @@ static struct uw_stats_segment *seg_create(void)
 	if (fd < 0)
 		return NULL;
 	if (ftruncate(fd, UW_STATS_SEGMENT_SIZE)) {
-		real.close(fd);
+		close(fd);
 		unlink(seg_path);
 		return NULL;
 	}
 	s = mmap(NULL, UW_STATS_SEGMENT_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	real.close(fd);
+	close(fd);
 	if (s == MAP_FAILED) {
 		unlink(seg_path);
 		return NULL;

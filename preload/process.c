@@ -104,7 +104,7 @@ static int replace_file(const char *path, const char *json, size_t n)
 		if (fd < 0)
 			return -errno;
 		write_all(fd, json, n);
-		real.close(fd);
+		close(fd);
 		return 0;
 	}
 	if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
@@ -115,7 +115,7 @@ static int replace_file(const char *path, const char *json, size_t n)
 	if (fd < 0)
 		return -errno;
 	write_all(fd, json, n);
-	real.close(fd);
+	close(fd);
 	if (rename(tmp, path)) {
 		int err = -errno;
 
