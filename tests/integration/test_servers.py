@@ -687,7 +687,10 @@ def test_iperf3_fixed_rate(iperf3_netns, rate, tmp_path):
     # a loaded machine may keep the client below the rate without the shim
     # (seen: 167113 of 189969 at 1G while benchmarks ran beside), so: not
     # fewer than without the shim, not more than the rate allows
-    assert 0.99 * base_sent <= sent["packets"] <= 1.01 * target, (
+    # (under a sanitizer the instrumented library is several times slower:
+    # only the upper bound and the delivery checks below apply there)
+    floor = 0 if SANITIZER else 0.99 * base_sent
+    assert floor <= sent["packets"] <= 1.01 * target, (
         f"{command}: client sent {sent['packets']} datagrams with the shim, "
         f"{base_sent} without, {target:.0f} at {rate} for {IPERF_SECONDS} s")
     assert st["datagrams_in"] == sent["packets"] + 1, (command, st)
