@@ -70,12 +70,13 @@ $(B)/libudpweave.so: $(TP_OBJ) $(LIB_OBJ) $(B)/libudpweave.map
 		-o $@ $(TP_OBJ) $(LIB_OBJ) $(TP_LIBS) -ldl
 
 # Test tools: one C file each (a shared object when the name starts with lib).
-$(B)/tests/lib%.so: tests/tools/lib%.c
+TOOL_HDR    := $(wildcard tests/tools/*.h)
+$(B)/tests/lib%.so: tests/tools/lib%.c $(TOOL_HDR)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(BASE) -fPIC -shared -pthread $(CFLAGS) $< -o $@
 
-$(B)/tests/%: tests/tools/%.c
+$(B)/tests/%: tests/tools/%.c $(TOOL_HDR)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(BASE) -pthread $(CFLAGS) $< -o $@

@@ -46,8 +46,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define UW_MAGIC   0x31765755u
-#define UW_HDR_LEN 28u
+#include "uw_payload.h"
+
 #define NFLOWS     8
 #define CHUNK_MAX  3000
 
@@ -101,52 +101,11 @@ static void die(const char *what)
 
 /* ---------------------------------------------------------------- payloads */
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-/* keep in sync with uw_sender.c */
-static uint32_t uw_seed(uint32_t flow, uint64_t seq)
-{
-	uint64_t x = ((uint64_t)flow << 40) ^ seq ^ 0x9E3779B97F4A7C15ull;
-
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	x ^= x >> 33;
-	return (uint32_t)x;
-}
-
 static uint32_t uw_build(uint8_t *p, uint32_t flow, uint64_t seq)
 {
 	uint32_t len = 28 + (uint32_t)(uw_seed(flow, seq) % 1400);
-	uint32_t seed = uw_seed(flow, seq);
-	uint8_t s0 = (uint8_t)seed, s1 = (uint8_t)((seed >> 8) | 1);
 
-	put_le32(p, UW_MAGIC);
-	put_le32(p + 4, flow);
-	put_le64(p + 8, seq);
-	put_le64(p + 16, mono_ns());
-	put_le32(p + 24, len);
-	for (size_t i = UW_HDR_LEN; i < len; i++)
-		p[i] = (uint8_t)(s0 + i * s1 + (i >> 8));
+	uw_payload_build(p, len, flow, seq);
 	return len;
 }
 

@@ -34,8 +34,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define UW_MAGIC     0x31765755u
-#define UW_HDR_LEN   28u
+#include "uw_payload.h"
+
 #define MAX_SOCKS    32
 #define BATCH        64
 #define BUF_SIZE     65536
@@ -45,37 +45,6 @@
 #define DELAY_BUCKETS   200000	/* 2 s in 10 us buckets */
 
 /* ---------------------------------------------------------------- payload */
-
-static uint32_t get_le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-	return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
-}
-
-/* keep in sync with uw_sender.c */
-static uint32_t uw_seed(uint32_t flow, uint64_t seq)
-{
-	uint64_t x = ((uint64_t)flow << 40) ^ seq ^ 0x9E3779B97F4A7C15ull;
-
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	x ^= x >> 33;
-	return (uint32_t)x;
-}
-
-static void uw_fill_pattern(uint8_t *p, size_t len, uint32_t seed)
-{
-	uint8_t s0 = (uint8_t)seed, s1 = (uint8_t)((seed >> 8) | 1);
-
-	for (size_t i = UW_HDR_LEN; i < len; i++)
-		p[i] = (uint8_t)(s0 + i * s1 + (i >> 8));
-}
 
 /* ---------------------------------------------------------------- state */
 

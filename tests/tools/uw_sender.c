@@ -50,12 +50,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "uw_payload.h"
+
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
 #endif
 
-#define UW_MAGIC      0x31765755u
-#define UW_HDR_LEN    28u
 #define UW_MAX_DGRAM  65536u
 #define MAX_DESTS     64
 #define MAX_SIZES     256
@@ -67,46 +67,6 @@
 extern char **environ;
 
 /* ---------------------------------------------------------------- payload */
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t uw_seed(uint32_t flow, uint64_t seq)
-{
-	uint64_t x = ((uint64_t)flow << 40) ^ seq ^ 0x9E3779B97F4A7C15ull;
-
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	x ^= x >> 33;
-	return (uint32_t)x;
-}
-
-static void uw_fill_pattern(uint8_t *p, size_t len, uint32_t seed)
-{
-	uint8_t s0 = (uint8_t)seed, s1 = (uint8_t)((seed >> 8) | 1);
-
-	for (size_t i = UW_HDR_LEN; i < len; i++)
-		p[i] = (uint8_t)(s0 + i * s1 + (i >> 8));
-}
 
 /* Builds datagram (flow, seq) of len bytes (len 0 or >= UW_HDR_LEN). */
 static void uw_build(uint8_t *p, uint32_t len, uint32_t flow, uint64_t seq)
