@@ -138,8 +138,3 @@ int uw_fdtable_other_fd(struct uw_fdtable *t, struct uw_sock *s, int not_fd)
 			return fd;
 	return -1;
 }
-
-void uw_fdtable_reset_after_fork(struct uw_fdtable *t)
-{
-	pthread_mutex_init(&t->lock, NULL);
-}

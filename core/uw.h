@@ -184,7 +184,6 @@ void uw_sock_discard(struct uw_fdtable *t, struct uw_sock *s);
 bool uw_sock_put(struct uw_fdtable *t, struct uw_sock *s);
 /* Another fd still naming s, or -1. */
 int uw_fdtable_other_fd(struct uw_fdtable *t, struct uw_sock *s, int not_fd);
-void uw_fdtable_reset_after_fork(struct uw_fdtable *t);
 
 /* ---- statistics (core/stats.c) ----------------------------------------- */
 
