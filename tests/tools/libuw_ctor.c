@@ -31,50 +31,6 @@ static void uw_build(uint8_t *p, uint32_t len, uint32_t flow, uint64_t seq)
 	uw_payload_build(p, len, flow, seq);
 }
 
-static int parse_dest(const char *arg, struct sockaddr_storage *ss, socklen_t *len)
-{
-	char host[80];
-	const char *port_s;
-	size_t hlen;
-
-	memset(ss, 0, sizeof(*ss));
-	if (arg[0] == '[') {
-		const char *rb = strchr(arg, ']');
-
-		if (!rb || rb[1] != ':')
-			return -1;
-		hlen = (size_t)(rb - arg - 1);
-		port_s = rb + 2;
-		if (hlen >= sizeof(host))
-			return -1;
-		memcpy(host, arg + 1, hlen);
-	} else {
-		const char *colon = strrchr(arg, ':');
-
-		if (!colon)
-			return -1;
-		hlen = (size_t)(colon - arg);
-		port_s = colon + 1;
-		if (hlen >= sizeof(host))
-			return -1;
-		memcpy(host, arg, hlen);
-	}
-	host[hlen] = '\0';
-	if (inet_pton(AF_INET, host, &((struct sockaddr_in *)ss)->sin_addr) == 1) {
-		((struct sockaddr_in *)ss)->sin_family = AF_INET;
-		((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)atoi(port_s));
-		*len = sizeof(struct sockaddr_in);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)ss)->sin6_addr) == 1) {
-		((struct sockaddr_in6 *)ss)->sin6_family = AF_INET6;
-		((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)atoi(port_s));
-		*len = sizeof(struct sockaddr_in6);
-		return 0;
-	}
-	return -1;
-}
-
 __attribute__((constructor)) static void uw_ctor_send(void)
 {
 	static const uint32_t sizes[] = { 28, 1316, 1316, 700, 1472 };
@@ -92,7 +48,7 @@ __attribute__((constructor)) static void uw_ctor_send(void)
 
 	if (!dest)
 		return;
-	if (parse_dest(dest, &ss, &len) < 0) {
+	if (uw_parse_addr(dest, &ss, &len) < 0) {
 		fprintf(stderr, "uw_ctor: bad UW_CTOR_DEST %s\n", dest);
 		return;
 	}

@@ -127,43 +127,7 @@ static void fill_stream(uint8_t *p, size_t len, uint64_t *state)
 
 static int parse_dest(const char *arg)
 {
-	char host[80];
-	const char *port_s;
-	size_t hlen;
-
-	memset(&dest, 0, sizeof(dest));
-	if (arg[0] == '[') {
-		const char *rb = strchr(arg, ']');
-
-		if (!rb || rb[1] != ':')
-			return -1;
-		hlen = (size_t)(rb - arg - 1);
-		port_s = rb + 2;
-	} else {
-		const char *colon = strrchr(arg, ':');
-
-		if (!colon)
-			return -1;
-		hlen = (size_t)(colon - arg);
-		port_s = colon + 1;
-	}
-	if (hlen >= sizeof(host))
-		return -1;
-	memcpy(host, arg[0] == '[' ? arg + 1 : arg, hlen);
-	host[hlen] = '\0';
-	if (inet_pton(AF_INET, host, &((struct sockaddr_in *)&dest)->sin_addr) == 1) {
-		((struct sockaddr_in *)&dest)->sin_family = AF_INET;
-		((struct sockaddr_in *)&dest)->sin_port = htons((uint16_t)atoi(port_s));
-		dest_len = sizeof(struct sockaddr_in);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)&dest)->sin6_addr) == 1) {
-		((struct sockaddr_in6 *)&dest)->sin6_family = AF_INET6;
-		((struct sockaddr_in6 *)&dest)->sin6_port = htons((uint16_t)atoi(port_s));
-		dest_len = sizeof(struct sockaddr_in6);
-		return 0;
-	}
-	return -1;
+	return uw_parse_addr(arg, &dest, &dest_len);
 }
 
 static int udp_connected(void)

@@ -1,15 +1,21 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The test payload every tool shares: a 28-byte little-endian header
+ * What the test tools share. The payload: a 28-byte little-endian header
  * (magic "UWv1", flow id u32, sequence u64, CLOCK_MONOTONIC send time ns
  * u64, total length u32), then a pattern derived from (flow, sequence) so
- * that a receiver can check every byte.
+ * that a receiver can check every byte. And destinations as they are
+ * written on command lines and in the environment: ADDR:PORT, [ADDR6]:PORT.
  */
 #ifndef UW_PAYLOAD_H
 #define UW_PAYLOAD_H
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #define UW_MAGIC	0x31765755u
@@ -75,6 +81,52 @@ static inline void uw_payload_build(uint8_t *p, uint32_t len, uint32_t flow, uin
 	put_le64(p + 16, mono_ns());
 	put_le32(p + 24, len);
 	uw_fill_pattern(p, len, uw_seed(flow, seq));
+}
+
+/* "ADDR:PORT" or "[ADDR6]:PORT" (port 0..65535) into ss and len: 0 or -1. */
+static inline int uw_parse_addr(const char *arg, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+	const char *host_s = arg, *port_s, *sep;
+	char host[80], *end;
+	size_t hlen;
+	long port;
+
+	memset(ss, 0, sizeof(*ss));
+	if (arg[0] == '[') {
+		sep = strchr(arg, ']');
+		if (!sep || sep[1] != ':')
+			return -1;
+		host_s = arg + 1;
+		port_s = sep + 2;
+	} else {
+		sep = strrchr(arg, ':');
+		if (!sep)
+			return -1;
+		port_s = sep + 1;
+	}
+	hlen = (size_t)(sep - host_s);
+	if (hlen >= sizeof(host))
+		return -1;
+	memcpy(host, host_s, hlen);
+	host[hlen] = '\0';
+	port = strtol(port_s, &end, 10);
+	if (*port_s == '\0' || *end || port < 0 || port > 65535)
+		return -1;
+	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port);
+		*len = sizeof(*sin);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		*len = sizeof(*sin6);
+		return 0;
+	}
+	return -1;
 }
 
 #endif

@@ -156,54 +156,10 @@ static void usage(void)
 
 static int parse_dest(const char *arg, struct dest *d)
 {
-	char host[80];
-	const char *colon, *port_s;
-	size_t hlen;
-	char *end;
-	long port;
-
 	memset(d, 0, sizeof(*d));
-	if (arg[0] == '[') {
-		const char *rb = strchr(arg, ']');
-
-		if (!rb || rb[1] != ':')
-			return -1;
-		hlen = (size_t)(rb - arg - 1);
-		if (hlen >= sizeof(host))
-			return -1;
-		memcpy(host, arg + 1, hlen);
-		port_s = rb + 2;
-	} else {
-		colon = strrchr(arg, ':');
-		if (!colon)
-			return -1;
-		hlen = (size_t)(colon - arg);
-		if (hlen >= sizeof(host))
-			return -1;
-		memcpy(host, arg, hlen);
-		port_s = colon + 1;
-	}
-	host[hlen] = '\0';
-	port = strtol(port_s, &end, 10);
-	if (*port_s == '\0' || *end || port < 0 || port > 65535)
+	if (uw_parse_addr(arg, &d->ss, &d->len))
 		return -1;
-
-	struct sockaddr_in *sin = (struct sockaddr_in *)&d->ss;
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&d->ss;
-
-	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons((uint16_t)port);
-		d->len = sizeof(*sin);
-		d->family = AF_INET;
-	} else if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons((uint16_t)port);
-		d->len = sizeof(*sin6);
-		d->family = AF_INET6;
-	} else {
-		return -1;
-	}
+	d->family = d->ss.ss_family;
 	snprintf(d->text, sizeof(d->text), "%s", arg);
 	return 0;
 }
