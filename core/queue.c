@@ -501,16 +501,16 @@ static void ensure_bound(struct uw_core *c, struct uw_sock *s)
 static bool sender_finds_stage_late(struct uw_core *c, struct uw_stage *stg)
 {
 	enum uw_flush_reason why;
-	uint64_t now, per;
+	uint64_t now, per, every;
 
 	if (++c->since_check < c->check_every)
 		return false;
 	now = c->sys->now_ns();
 	per = c->last_check_ns && now > c->last_check_ns ?
 	      (now - c->last_check_ns) / c->since_check : UW_CHECK_WINDOW_NS;
-	c->check_every = per >= UW_CHECK_WINDOW_NS ? 1 :
-			 UW_CHECK_WINDOW_NS / (per ? per : 1) > UW_CHECK_MAX_EVERY ?
-			 UW_CHECK_MAX_EVERY : (uint32_t)(UW_CHECK_WINDOW_NS / (per ? per : 1));
+	every = UW_CHECK_WINDOW_NS / (per ? per : 1);	/* datagrams per window */
+	c->check_every = every < 1 ? 1 : every > UW_CHECK_MAX_EVERY ? UW_CHECK_MAX_EVERY
+								     : (uint32_t)every;
 	c->since_check = 0;
 	c->last_check_ns = now;
 	return stg->ndgrams && now >= uw_core_due_ns(c, stg, &why);

@@ -97,9 +97,10 @@ static int replace_file(const char *path, const char *json, size_t n)
 {
 	char tmp[PATH_MAX + 32];
 	struct stat st;
+	bool exists = lstat(path, &st) == 0;
 	int fd;
 
-	if (lstat(path, &st) == 0 && (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode))) {
+	if (exists && (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode))) {
 		fd = open(path, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 		if (fd < 0)
 			return -errno;
@@ -107,7 +108,7 @@ static int replace_file(const char *path, const char *json, size_t n)
 		close(fd);
 		return 0;
 	}
-	if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
+	if (exists && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
 		return S_ISDIR(st.st_mode) ? -EISDIR : -EEXIST;	/* stays as it is */
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp))
 		return -ENAMETOOLONG;
