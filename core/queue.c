@@ -611,6 +611,8 @@ void uw_core_fork_child(struct uw_core *c)
 	uw_stage_reset(&c->stage[1]);
 	atomic_store(&c->queued_total, 0);
 	uw_stats_reset(&c->stats);
+	if (c->be.ops && c->be.ops->fork_child)
+		c->be.ops->fork_child(&c->be);
 	c->flusher_running = false;
 	c->flusher_idle = false;
 	c->flusher_failed = false;

@@ -44,6 +44,9 @@ struct uw_sys {
 	int (*getsockopt)(int fd, int level, int opt, void *val, socklen_t *len);
 	int (*getsockname)(int fd, struct sockaddr *sa, socklen_t *len);
 	int (*bind)(int fd, const struct sockaddr *sa, socklen_t len);
+	ssize_t (*sendto)(int fd, const void *buf, size_t len, int flags,
+			  const struct sockaddr *to, socklen_t tolen);
+	int (*setsockopt)(int fd, int level, int opt, const void *val, socklen_t len);
 	int (*nanosleep)(const struct timespec *req, struct timespec *rem);
 	uint64_t (*now_ns)(void);		/* CLOCK_MONOTONIC */
 	void (*log_write)(const char *line, size_t len);
@@ -288,6 +291,9 @@ struct uw_backend_ops {
 	uint32_t (*max_segment)(struct uw_backend *be, struct uw_sock *s,
 				const struct uw_addr *dest);
 	void (*close)(struct uw_backend *be);
+	/* In a forked child, locks held: drop what the parent owns (rings,
+	 * mappings shared with the parent). Optional. */
+	void (*fork_child)(struct uw_backend *be);
 };
 
 struct uw_backend {

@@ -118,6 +118,17 @@ static int real_bind(int fd, const struct sockaddr *sa, socklen_t len)
 	return real.bind(fd, sa, len);
 }
 
+static ssize_t real_sendto(int fd, const void *buf, size_t len, int flags,
+			   const struct sockaddr *to, socklen_t tolen)
+{
+	return real.sendto(fd, buf, len, flags, to, tolen);
+}
+
+static int real_setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
+{
+	return real.setsockopt(fd, level, opt, val, len);
+}
+
 static const struct uw_sys uw_sys_real = {
 	.sendmsg	= real_sendmsg,
 	.sendmmsg	= real_sendmmsg,
@@ -128,6 +139,8 @@ static const struct uw_sys uw_sys_real = {
 	.getsockopt	= real_getsockopt,
 	.getsockname	= getsockname,
 	.bind		= real_bind,
+	.sendto		= real_sendto,
+	.setsockopt	= real_setsockopt,
 	.nanosleep	= nanosleep,
 	.now_ns		= mono_ns,
 	.log_write	= log_to_stderr,
