@@ -3,7 +3,34 @@
 #ifndef UW_BACKEND_H
 #define UW_BACKEND_H
 
+#include <netinet/udp.h>
+#include <string.h>
+
 #include "uw.h"
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+
+/* Room for the UDP_SEGMENT control message of one GSO run. */
+union uw_cmsg_seg {
+	char buf[CMSG_SPACE(sizeof(uint16_t))];
+	struct cmsghdr align;
+};
+
+/* Make h a GSO run of seg-byte segments, its control message in c. */
+static inline void uw_be_set_gso(struct msghdr *h, union uw_cmsg_seg *c, uint16_t seg)
+{
+	struct cmsghdr *cm = &c->align;
+
+	memset(c, 0, sizeof(*c));
+	h->msg_control = c->buf;
+	h->msg_controllen = sizeof(c->buf);
+	cm->cmsg_level = SOL_UDP;
+	cm->cmsg_type = UDP_SEGMENT;
+	cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+	memcpy(CMSG_DATA(cm), &seg, sizeof(seg));
+}
 
 /* What to do after the kernel refused a message. */
 enum uw_be_action {
@@ -21,6 +48,10 @@ struct uw_retry {
 
 enum uw_be_action uw_be_on_error(struct uw_backend *be, struct uw_retry *rs,
 				 struct uw_sock *s, int fd, int err, bool gso);
+/* A GSO run refused with EINVAL: EMSGSIZE if the path no longer carries
+ * its segment size (the path MTU shrank), which is no refusal of GSO
+ * itself; EINVAL otherwise. */
+int uw_be_gso_einval(struct uw_backend *be, struct uw_run *r);
 /* The first datagrams..., n of them, were refused for good. */
 void uw_be_drop(struct uw_run *r, const struct iovec *iov, uint32_t n);
 

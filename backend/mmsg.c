@@ -10,21 +10,11 @@
  * same sendmmsg fashion, and the socket is remembered as GSO-less.
  */
 #include <errno.h>
-#include <netinet/udp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
 #include "trace.h"
-
-#ifndef UDP_SEGMENT
-#define UDP_SEGMENT 103
-#endif
-
-union uw_cmsg_seg {
-	char buf[CMSG_SPACE(sizeof(uint16_t))];
-	struct cmsghdr align;
-};
 
 struct mmsg_priv {
 	struct mmsghdr *mm;
@@ -93,17 +83,8 @@ static void fill_msg(struct mmsg_priv *p, size_t k, struct uw_run *r, uint32_t f
 	}
 	h->msg_iov = r->iov + first;
 	h->msg_iovlen = niov;
-	if (gso) {
-		struct cmsghdr *cm = &p->cmsg[k].align;
-
-		memset(&p->cmsg[k], 0, sizeof(p->cmsg[k]));
-		h->msg_control = p->cmsg[k].buf;
-		h->msg_controllen = sizeof(p->cmsg[k].buf);
-		cm->cmsg_level = SOL_UDP;
-		cm->cmsg_type = UDP_SEGMENT;
-		cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-		*(uint16_t *)CMSG_DATA(cm) = (uint16_t)r->seg_size;
-	}
+	if (gso)
+		uw_be_set_gso(h, &p->cmsg[k], (uint16_t)r->seg_size);
 	p->run[k] = r;
 	p->first[k] = first;
 }
@@ -133,16 +114,6 @@ static ssize_t build_msgs(struct mmsg_priv *p, struct uw_run *runs, size_t n, bo
 static bool is_gso_msg(const struct mmsg_priv *p, size_t k)
 {
 	return p->mm[k].msg_hdr.msg_controllen != 0;
-}
-
-/* A GSO run refused with EINVAL: a segment the route no longer carries
- * (the path MTU shrank) is not a refusal of GSO itself. */
-static int classify_einval(struct uw_backend *be, struct uw_run *r)
-{
-	uw_route_forget(r->sock, r->dest);
-	if (r->seg_size > uw_route_max_segment(be->sys, r->sock, r->dest))
-		return EMSGSIZE;
-	return EINVAL;
 }
 
 /* Send the runs of one socket. */
@@ -188,7 +159,7 @@ static void send_group(struct uw_backend *be, struct uw_group *g)
 		if (rc == 0)
 			err = EIO;
 		if (err == EINVAL && is_gso_msg(p, i))
-			err = classify_einval(be, r);
+			err = uw_be_gso_einval(be, r);
 		switch (uw_be_on_error(be, &rs, s, fd, err, is_gso_msg(p, i))) {
 		case UW_BE_RETRY:
 			break;

@@ -68,7 +68,7 @@ struct uw_var {
 };
 
 static const struct uw_var uw_vars[] = {
-	{ "BACKEND",      "one of mmsg, passthrough" },
+	{ "BACKEND",      "one of mmsg, uring, passthrough" },
 	{ "MAX_DELAY_US", "microseconds, 0..10000000" },
 	{ "INTERVAL_US",  "microseconds, 1..10000000" },
 	{ "ARENA_KB",     "kilobytes, 256..1048576" },
@@ -78,6 +78,7 @@ static const struct uw_var uw_vars[] = {
 	{ "DISABLE",      "0 or 1" },
 	{ "STATS_OWNER",  "a process id (set by the library itself)" },
 	{ "RT_PRIORITY",  "0 (off) or a SCHED_FIFO priority 1..99 for the flush thread" },
+	{ "URING_ZC_BYTES", "0 (off) or the smallest message in bytes the uring backend sends zero-copy, 1..65535" },
 };
 
 static int apply(struct uw_config *cfg, size_t var, const char *v)
@@ -101,6 +102,8 @@ static int apply(struct uw_config *cfg, size_t var, const char *v)
 		return parse_u32(v, 1, INT32_MAX, &u);
 	case 9:
 		return parse_u32(v, 0, 99, &cfg->rt_priority);
+	case 10:
+		return parse_u32(v, 0, 65535, &cfg->uring_zc_bytes);
 	}
 	return -EINVAL;
 }
