@@ -54,6 +54,12 @@
 #define UR_SQ_MAX		4096u
 #define UR_ARENA_PER_SQE	4096u
 #define UR_ENTER_TRIES		200u	/* transient io_uring_enter refusals */
+/* A zero-copy send carries its pages as the fragments of one skb: at most
+ * MAX_SKB_FRAGS (17 in a default kernel build). Datagrams in the arena are
+ * not contiguous (each has a header), so a 1316-byte GSO run of more than
+ * about 13 segments cannot go zero-copy (EMSGSIZE). */
+#define UR_ZC_MAX_FRAGS		17u
+#define UR_PAGE			4096u
 #define UR_PENDING		INT32_MIN
 
 /* One message: one SQE. */
@@ -64,7 +70,11 @@ struct ur_msg {
 	uint32_t first;		/* its first datagram within the run */
 	uint32_t nseg;		/* datagrams it carries */
 	bool gso;
+	bool copy;		/* zero-copy refused for it: copying sends */
 	bool zc, fixed;		/* as last submitted */
+	bool notif_due;		/* a zero-copy send announced its notification */
+	bool notif_seen;
+	uint32_t notif_res;
 	int res;		/* its completion, or UR_PENDING */
 };
 
@@ -75,6 +85,7 @@ struct ur_chain {
 	struct uw_run *runs_end;	/* past the socket's last run */
 	size_t next, end;		/* messages not yet through: [next, end) */
 	size_t submitted;		/* this round: [next, submitted) */
+	bool probe;			/* retrying next: it goes alone */
 	struct uw_retry rs;
 };
 
@@ -91,6 +102,7 @@ struct uring_priv {
 	size_t nmsg, msg_cap;
 	struct ur_chain *chain;
 	size_t nchain, chain_cap;
+	uint32_t round;		/* submissions made: the high half of user_data */
 	uint32_t round_segs;	/* datagrams of the round being submitted */
 };
 
@@ -136,13 +148,19 @@ static void zc_start(struct uring_priv *p)
 
 static int ring_start(struct uring_priv *p)
 {
+	/* A round of n SQEs posts up to 2n CQEs (zero-copy notifications),
+	 * and notifications of an earlier round may still be there. */
 	struct io_uring_params par = {
-		.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
+		.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL |
+			 IORING_SETUP_COOP_TASKRUN,
+		.cq_entries = 4 * p->entries,
 	};
 	int err = io_uring_queue_init_params(p->entries, &p->ring, &par);
 
-	if (err == -EINVAL) {	/* before Linux 5.19: without those flags */
+	if (err == -EINVAL) {	/* before Linux 5.19: without the newer flags */
 		memset(&par, 0, sizeof(par));
+		par.flags = IORING_SETUP_CQSIZE;
+		par.cq_entries = 4 * p->entries;
 		err = io_uring_queue_init_params(p->entries, &p->ring, &par);
 	}
 	if (err)
@@ -231,50 +249,79 @@ static int wait_more(struct uw_backend *be, struct uring_priv *p, unsigned int w
 	return ret;
 }
 
-static void note_notification(struct uw_backend *be, int32_t res)
+/* A zero-copy send's notification: the kernel no longer reads its pages. */
+static void note_notification(struct uw_backend *be, uint32_t res)
 {
 	uw_stat_add(&be->stats->uring_zc_notifs, 1);
-	if ((uint32_t)res & IORING_NOTIF_USAGE_ZC_COPIED)
+	if (res & IORING_NOTIF_USAGE_ZC_COPIED)
 		uw_stat_add(&be->stats->uring_zc_copied, 1);
 }
 
+/* The result of message m; a zero-copy send's announces its notification
+ * (IORING_CQE_F_MORE). Returns 1 if that notification is still to come. */
+static unsigned int take_result(struct uw_backend *be, struct ur_msg *m,
+				const struct io_uring_cqe *cqe)
+{
+	m->res = cqe->res;
+	if (!(cqe->flags & IORING_CQE_F_MORE))
+		return 0;
+	m->notif_due = true;
+	uw_stat_add(&be->stats->uring_zc_sends, 1);
+	if (m->notif_seen)
+		note_notification(be, m->notif_res);
+	return !m->notif_seen;
+}
+
+/* Returns 1 if this was a notification being waited for. */
+static unsigned int take_notification(struct uw_backend *be, struct ur_msg *m,
+				      const struct io_uring_cqe *cqe)
+{
+	if (m->notif_seen)
+		return 0;
+	m->notif_seen = true;
+	m->notif_res = (uint32_t)cqe->res;
+	if (!m->notif_due)
+		return 0;	/* its result is still to come */
+	note_notification(be, m->notif_res);
+	return 1;
+}
+
 /*
- * Reap the results of the round's `results` messages, and the notification
- * of every zero-copy send among them (a result flagged IORING_CQE_F_MORE
- * announces one; counted either way round, whichever comes first), waiting
- * for more only when none is there.
+ * Reap the results of the round's `results` messages and the notification
+ * every zero-copy send among them announced, in whichever order they come,
+ * waiting only when none is there. A CQE of an earlier round is a
+ * notification nobody waits for: a failed zero-copy send may post one
+ * without announcing it.
  */
 static int reap(struct uw_backend *be, struct uring_priv *p, unsigned int results)
 {
-	unsigned int tries = 0;
-	int notifs = 0;
+	unsigned int tries = 0, due = 0;
 
 	for (;;) {
 		struct io_uring_cqe *cqe;
 		unsigned int head, seen = 0;
 
 		io_uring_for_each_cqe(&p->ring, head, cqe) {
-			uint64_t k = io_uring_cqe_get_data64(cqe);
+			uint64_t data = io_uring_cqe_get_data64(cqe);
+			uint32_t k = (uint32_t)data;
+			struct ur_msg *m;
 
 			seen++;
-			if (cqe->flags & IORING_CQE_F_NOTIF) {
-				notifs--;
-				note_notification(be, cqe->res);
+			if ((uint32_t)(data >> 32) != p->round || k >= p->nmsg)
 				continue;
+			m = &p->msg[k];
+			if (cqe->flags & IORING_CQE_F_NOTIF) {
+				due -= take_notification(be, m, cqe);
+			} else if (m->res == UR_PENDING) {
+				due += take_result(be, m, cqe);
+				results--;
 			}
-			if (k >= p->nmsg || p->msg[k].res != UR_PENDING)
-				continue;	/* not a message of this round */
-			p->msg[k].res = cqe->res;
-			results--;
-			if (cqe->flags & IORING_CQE_F_MORE)
-				notifs++;
 		}
 		io_uring_cq_advance(&p->ring, seen);
-		if (!results && notifs <= 0)
+		if (!results && !due)
 			return 0;
 		if (!seen) {
-			int err = wait_more(be, p, results + (notifs > 0 ? (unsigned int)notifs : 0),
-					    &tries);
+			int err = wait_more(be, p, results + due, &tries);
 
 			if (err)
 				return err;
@@ -310,7 +357,7 @@ static void add_msg(struct uring_priv *p, struct uw_run *r, uint32_t first, uint
 	m->first = first;
 	m->nseg = nseg;
 	m->gso = gso;
-	m->zc = m->fixed = false;
+	m->copy = m->zc = m->fixed = false;
 	m->res = UR_PENDING;
 }
 
@@ -372,6 +419,27 @@ static uint32_t msg_bytes(const struct ur_msg *m)
 	return m->nseg == r->nseg ? r->bytes : (uint32_t)r->iov[m->first].iov_len;
 }
 
+/* Pages the message's data spans: the skb fragments of a zero-copy send. */
+static unsigned int msg_pages(const struct ur_msg *m)
+{
+	const struct iovec *iov = m->run->iov + m->first;
+	unsigned int pages = 0;
+
+	for (uint32_t i = 0; i < m->nseg; i++) {
+		uintptr_t a = (uintptr_t)iov[i].iov_base;
+
+		if (iov[i].iov_len)
+			pages += (unsigned int)((a + iov[i].iov_len - 1) / UR_PAGE - a / UR_PAGE + 1);
+	}
+	return pages;
+}
+
+static bool goes_zero_copy(const struct uring_priv *p, const struct ur_msg *m)
+{
+	return p->zc_bytes && !m->copy && msg_bytes(m) >= p->zc_bytes &&
+	       msg_pages(m) <= UR_ZC_MAX_FRAGS;
+}
+
 /* The SQE of message k of chain c; linked to the next one if link. */
 static void prep_msg(struct uw_backend *be, struct uring_priv *p, struct io_uring_sqe *sqe,
 		     struct ur_chain *c, size_t k, bool link)
@@ -390,10 +458,10 @@ static void prep_msg(struct uw_backend *be, struct uring_priv *p, struct io_urin
 	if (m->gso)
 		uw_be_set_gso(h, &m->cmsg, (uint16_t)r->seg_size);
 	m->res = UR_PENDING;
-	m->zc = p->zc_bytes && msg_bytes(m) >= p->zc_bytes;
+	m->notif_due = m->notif_seen = false;
+	m->zc = goes_zero_copy(p, m);
 	m->fixed = m->zc && p->zc_fixed;
 	if (m->zc) {
-		uw_stat_add(&be->stats->uring_zc_sends, 1);
 		io_uring_prep_sendmsg_zc(sqe, c->fd, h, MSG_DONTWAIT);
 		sqe->ioprio |= IORING_SEND_ZC_REPORT_USAGE;
 		if (m->fixed) {
@@ -405,7 +473,7 @@ static void prep_msg(struct uw_backend *be, struct uring_priv *p, struct io_urin
 	}
 	if (link)
 		sqe->flags |= IOSQE_IO_LINK;
-	io_uring_sqe_set_data64(sqe, k);
+	io_uring_sqe_set_data64(sqe, (uint64_t)p->round << 32 | k);
 	p->round_segs += m->nseg;
 }
 
@@ -415,10 +483,12 @@ static unsigned int queue_round(struct uw_backend *be, struct uring_priv *p)
 {
 	unsigned int space = io_uring_sq_space_left(&p->ring), n = 0;
 
+	p->round++;
 	p->round_segs = 0;
 	for (size_t i = 0; i < p->nchain; i++) {
 		struct ur_chain *c = &p->chain[i];
-		size_t last = c->end - c->next > space ? c->next + space : c->end;
+		size_t want = c->probe ? 1 : c->end - c->next;
+		size_t last = c->next + (want > space ? space : want);
 
 		c->submitted = c->next;
 		for (size_t k = c->next; k < last; k++) {
@@ -457,14 +527,20 @@ static void send_plainly(struct uw_backend *be, struct uring_priv *p, struct ur_
 }
 
 /*
- * A zero-copy send refused as such (EINVAL, EOPNOTSUPP): first the fixed
- * buffer goes (a kernel without vectored fixed buffers for SENDMSG_ZC),
- * then zero-copy itself. The message is sent again; true if so. (A GSO
- * refusal looks the same the first time and costs zero-copy for the
- * process; the message then meets the shared policy as a plain SENDMSG.)
+ * A zero-copy send refused as such: EMSGSIZE (more fragments than an skb
+ * holds) for this message, which goes again copied; EINVAL or EOPNOTSUPP
+ * for the process: first the fixed buffer goes (a kernel without vectored
+ * fixed buffers for SENDMSG_ZC), then zero-copy itself. True if the
+ * message is to be sent again. (A GSO refusal looks the same the first
+ * time and costs zero-copy for the process; the message then meets the
+ * shared policy as a plain SENDMSG.)
  */
-static bool zc_refused(struct uring_priv *p, const struct ur_msg *m, int err)
+static bool zc_refused(struct uring_priv *p, struct ur_msg *m, int err)
 {
+	if (m->zc && err == EMSGSIZE) {
+		m->copy = true;
+		return true;
+	}
 	if (!m->zc || (err != EINVAL && err != EOPNOTSUPP))
 		return false;
 	if (m->fixed) {
@@ -498,11 +574,16 @@ static void on_failure(struct uw_backend *be, struct uring_priv *p, struct ur_ch
 		err = uw_be_gso_einval(be, r);
 	switch (uw_be_on_error(be, &c->rs, c->sock, c->fd, err, gso)) {
 	case UW_BE_RETRY:
+		/* alone until it goes: a socket that stays full or a qdisc
+		 * that keeps dropping would otherwise have the whole rest of
+		 * the chain prepared and cancelled at every attempt */
 		uw_stat_add(&be->stats->uring_requeued, 1);
+		c->probe = true;
 		break;
 	case UW_BE_DROP:
 		uw_be_drop(r, r->iov + m->first, m->nseg);
 		c->next = k + 1;
+		c->probe = false;
 		memset(&c->rs, 0, sizeof(c->rs));
 		break;
 	case UW_BE_UNGSO:
@@ -529,6 +610,7 @@ static void settle(struct uw_backend *be, struct uring_priv *p, struct ur_chain 
 			return;
 		}
 		c->next = k + 1;
+		c->probe = false;
 		memset(&c->rs, 0, sizeof(c->rs));
 	}
 }

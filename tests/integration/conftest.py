@@ -164,11 +164,12 @@ class Receiver:
     _seq = 0
 
     def __init__(self, procs, tmp_path, binds=("127.0.0.1:0",), idle_ms=5000,
-                 timeout_s=90, extra_args=()):
+                 timeout_s=90, extra_args=(), prefix=()):
+        """prefix: in front of the command, e.g. ("ip", "netns", "exec", NS)."""
         Receiver._seq += 1
         self.binds = list(binds)
         self.ready = tmp_path / f"rx-ready-{Receiver._seq}.json"
-        args = [tool("uw_receiver"), "--ready-file", str(self.ready),
+        args = [*prefix, tool("uw_receiver"), "--ready-file", str(self.ready),
                 "--idle-ms", str(idle_ms), "--timeout-s", str(timeout_s)]
         for b in self.binds:
             args += ["--bind", b]
@@ -257,7 +258,7 @@ def run(args, shim=False, extra_env=None, timeout=SUBPROCESS_TIMEOUT,
     else:
         cmd = args
         if shim:
-            env = child_env(shim=True, extra=extra_env, preload=preload)
+            env = child_env(shim=shim, extra=extra_env, preload=preload)
     try:
         cp = subprocess.run(cmd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, timeout=timeout)

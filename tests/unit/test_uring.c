@@ -25,13 +25,14 @@ static struct {
 	unsigned cq_head, cq_tail, cq_mask, cq_entries, cq_flags, cq_overflow;
 	unsigned array[MAXE];
 	struct io_uring_sqe sqes[MAXE];
-	struct io_uring_cqe cqes[2 * MAXE];
+	struct io_uring_cqe cqes[4 * MAXE];
 } fk;
 
 static unsigned fake_entries;		/* 0: as asked */
 static int init_err;			/* io_uring_queue_init_params answers this */
 static int enter_err;			/* the next submit answers this, once */
 static bool defer_notifs;		/* notifications at the next io_uring_enter */
+static bool unannounced;		/* a failed zero-copy send: no F_MORE, a notification anyway */
 static int script[64];			/* the n-th issued SQE: 0 sent, or -errno */
 static unsigned nissued;
 static unsigned inits, exits, submits, waits, registers;
@@ -141,7 +142,7 @@ static unsigned kernel_take(void)
 		r->res = res;
 		/* a failure cancels the rest of its chain */
 		cancel = res < 0 && (sqe->flags & IOSQE_IO_LINK);
-		post(sqe->user_data, res, zc ? IORING_CQE_F_MORE : 0);
+		post(sqe->user_data, res, zc && !(res < 0 && unannounced) ? IORING_CQE_F_MORE : 0);
 		if (zc) {
 			struct io_uring_cqe note = { .user_data = sqe->user_data, .res = 0,
 						     .flags = IORING_CQE_F_NOTIF };
@@ -178,7 +179,9 @@ int __wrap_io_uring_queue_init_params(unsigned entries, struct io_uring *ring,
 	fk.sq_entries = entries;
 	fk.sq_mask = entries - 1;
 	fk.cq_entries = 2 * entries;
-	fk.cq_mask = 2 * entries - 1;
+	if ((p->flags & IORING_SETUP_CQSIZE) && p->cq_entries)
+		fk.cq_entries = p->cq_entries > 4 * MAXE ? 4 * MAXE : p->cq_entries;
+	fk.cq_mask = fk.cq_entries - 1;
 	memset(ring, 0, sizeof(*ring));
 	ring->sq.khead = &fk.sq_head;
 	ring->sq.ktail = &fk.sq_tail;
@@ -350,7 +353,7 @@ static int setup(void **state)
 	fake_entries = 0;
 	init_err = enter_err = 0;
 	exit_fd = 0;
-	defer_notifs = false;
+	defer_notifs = unannounced = false;
 	logged[0] = '\0';
 	sys = fake_sys;
 	sys.sendmmsg = sendmmsg;	/* → __wrap_sendmmsg */
@@ -493,16 +496,19 @@ static void eagain_cuts_the_chain_and_the_rest_follows_in_order(void **state)
 	put_flow(s8, &B, 2, 500, 50);
 	script[1] = -EAGAIN;		/* s7's second message */
 	flush();
-	assert_int_equal(submits, 2);
-	/* first round: s7 ×4 (the last two cancelled), s8 ×1; then s7 from 2 on */
-	assert_int_equal(nsqes, 5 + 3);
+	/* first round: s7 ×4 (the last two cancelled), s8 ×1; then the
+	 * refused message alone; then the rest of s7's chain */
+	assert_int_equal(submits, 3);
+	assert_int_equal(nsqes, 5 + 1 + 2);
 	assert_int_equal(sqes[1].res, -EAGAIN);
 	assert_int_equal(sqes[2].res, -ECANCELED);
 	assert_int_equal(sqes[3].res, -ECANCELED);
 	assert_int_equal(sqes[4].fd, 8);
 	assert_true(sqes[4].res > 0);
-	assert_int_equal(sqes[5].user_data, sqes[1].user_data);
-	assert_true(sqes[5].flags & IOSQE_IO_LINK);
+	assert_int_equal((uint32_t)sqes[5].user_data, (uint32_t)sqes[1].user_data);
+	assert_false(sqes[5].flags & IOSQE_IO_LINK);
+	assert_int_equal((uint32_t)sqes[6].user_data, (uint32_t)sqes[2].user_data);
+	assert_true(sqes[6].flags & IOSQE_IO_LINK);
 	assert_false(sqes[7].flags & IOSQE_IO_LINK);
 	assert_int_equal(polls, 1);
 	assert_int_equal(atomic_load(&stats.retries), 1);
@@ -522,7 +528,9 @@ static void enobufs_is_retried_until_it_goes(void **state)
 	script[1] = -ENOBUFS;
 	script[2] = -ENOBUFS;
 	flush();
-	assert_int_equal(submits, 4);
+	/* the refused message alone until it goes, then the rest */
+	assert_int_equal(submits, 5);
+	assert_int_equal(nsqes, 4 + 1 + 1 + 1 + 3);
 	assert_int_equal(atomic_load(&stats.retries), 3);
 	assert_flow_on_wire(7, 5001, 4, 0);
 	assert_int_equal(dropped(), 0);
@@ -608,6 +616,25 @@ static void zero_copy_waits_for_every_notification(void **state)
 	assert_int_equal(atomic_load(&stats.uring_zc_notifs), 1);
 	assert_flow_on_wire(7, 5001, 10, 0);
 	assert_flow_on_wire(8, 5002, 2, 0);
+}
+
+static void an_unannounced_notification_is_not_taken_for_a_later_one(void **state)
+{
+	(void)state;
+	cfg.uring_zc_bytes = 1000;
+	defer_notifs = true;
+	unannounced = true;
+	open_backend();
+	put_flow(s7, &A, 2, 1316, 0);
+	script[0] = -EAGAIN;	/* fails, no F_MORE, and a notification later */
+	flush();
+	assert_int_equal(submits, 2);
+	/* the second attempt's notification was waited for, not the stray */
+	assert_int_equal(ndeferred, 0);
+	assert_int_equal(waits, 1);
+	assert_int_equal(atomic_load(&stats.uring_zc_sends), 1);
+	assert_int_equal(atomic_load(&stats.uring_zc_notifs), 1);
+	assert_flow_on_wire(7, 5001, 2, 0);
 }
 
 static void refused_zero_copy_steps_down_to_a_copy(void **state)
@@ -741,6 +768,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(a_repeated_refusal_drops_that_message_only,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(zero_copy_waits_for_every_notification,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(an_unannounced_notification_is_not_taken_for_a_later_one,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(refused_zero_copy_steps_down_to_a_copy,
 						setup, teardown),
