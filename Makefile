@@ -6,6 +6,7 @@
 #   make integration pytest integration tests only
 #   make asan|tsan  build with a sanitizer into build-asan/ or build-tsan/ and run the suites
 #   make bench      side-by-side benchmarks (root: network namespaces)
+#   make bench-uring the uring backend's figures
 #   make demo       the README's demo
 
 B        ?= build
@@ -50,7 +51,7 @@ BENCH_SRC   := $(wildcard bench/*.c)
 BENCH_BIN   := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 BENCH_SO    := $(patsubst bench/so/%.c,$(B)/bench/lib%.so,$(wildcard bench/so/*.c))
 
-.PHONY: all lib tools unit integration test deps asan tsan bench bench-quick bench-full demo clean \
+.PHONY: all lib tools unit integration test deps asan tsan bench bench-quick bench-full bench-uring demo clean \
 	cli install uninstall FORCE
 
 all: lib tools cli
@@ -183,6 +184,11 @@ bench: deps all
 
 bench-quick: deps all
 	/usr/bin/python3 bench/run_bench.py --build $(abspath $(B)) --quick $(BENCH_ARGS)
+
+# The uring backend's figures (issue 7): bench/results/uring.{md,json,png}.
+bench-uring: deps all
+	/usr/bin/python3 bench/run_bench.py --build $(abspath $(B)) --sections uring --name uring \
+		--paths veth $(BENCH_ARGS)
 
 bench-full: deps all
 	/usr/bin/python3 bench/run_bench.py --build $(abspath $(B)) --full --perf $(BENCH_ARGS)

@@ -18,6 +18,10 @@
  * sequence number) so bench/udp_sink can count per-flow loss and order.
  * The run is bounded by --count and by --time-limit seconds.  --rate paces
  * the total datagram rate in 1 ms ticks (0 = as fast as possible).
+ * --flush-every N (sendto, connected-send) calls udpweave's uw_flush()
+ * after every N datagrams when the library is loaded (as an aware
+ * application may), so that every flush carries exactly N datagrams:
+ * N = destinations gives one datagram per socket per flush.
  *
  * Output: one JSON object on stdout (counts, errors, elapsed time and the
  * process's own rusage at the end of main — the benchmark itself prefers
@@ -26,6 +30,7 @@
  * This is a bench tool: it exits on setup errors.
  */
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <getopt.h>
 #include <netinet/in.h>
@@ -74,6 +79,7 @@ struct options {
 	double time_limit;
 	long rate;
 	int sndbuf;
+	long flush_every;
 };
 
 struct dest {
@@ -97,6 +103,7 @@ struct blast {
 	long first_error_at;
 	bool truncated;
 	double t_start;
+	long (*uw_flush)(void);	/* the library's, when it is loaded */
 };
 
 static double now_s(void)
@@ -119,7 +126,8 @@ static void usage(void)
 		"usage: udp_blast --dst ADDR [--addrs N] [--port P] [--ports N]\n"
 		"                 [--mode sendto|connected-send|sendmmsg|ideal-gso]\n"
 		"                 [--count N] [--size BYTES] [--segs N] [--batch N]\n"
-		"                 [--rate DGRAMS_PER_S] [--sndbuf BYTES] [--time-limit S]\n");
+		"                 [--rate DGRAMS_PER_S] [--sndbuf BYTES] [--time-limit S]\n"
+		"                 [--flush-every N]\n");
 	exit(2);
 }
 
@@ -153,6 +161,7 @@ static void parse_options(struct options *o, int argc, char **argv)
 		{ "time-limit", required_argument, NULL, 't' },
 		{ "rate", required_argument, NULL, 'r' },
 		{ "sndbuf", required_argument, NULL, 'B' },
+		{ "flush-every", required_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -177,13 +186,14 @@ static void parse_options(struct options *o, int argc, char **argv)
 		case 't': o->time_limit = atof(optarg); break;
 		case 'r': o->rate = atol(optarg); break;
 		case 'B': o->sndbuf = atoi(optarg); break;
+		case 'F': o->flush_every = atol(optarg); break;
 		default: usage();
 		}
 	}
 	if (!o->dst || o->count < 0 || o->size < 1 || o->size > 65507 ||
 	    o->addrs < 1 || o->ports < 1 || o->addrs * o->ports > MAX_DESTS ||
 	    o->port < 1 || o->port + o->ports - 1 > 65535 ||
-	    o->time_limit <= 0 || o->batch < 0 || o->batch > MAX_BATCH)
+	    o->time_limit <= 0 || o->batch < 0 || o->batch > MAX_BATCH || o->flush_every < 0)
 		usage();
 	if (o->mode == MODE_IDEAL_GSO &&
 	    (o->segs < 1 || o->segs > MAX_SEGS ||
@@ -345,6 +355,13 @@ static void account(struct blast *b, ssize_t r, long ndgrams)
 	b->bytes += r;
 }
 
+/* After datagram n: the aware application's explicit flush. */
+static inline void maybe_flush(struct blast *b, long n)
+{
+	if (b->uw_flush && (n + 1) % b->opt.flush_every == 0)
+		b->uw_flush();
+}
+
 static void run_sendto(struct blast *b)
 {
 	char *buf = malloc(b->opt.size);
@@ -362,6 +379,7 @@ static void run_sendto(struct blast *b)
 		tag_datagram(b, buf, f);
 		account(b, sendto(b->fd, buf, b->opt.size, 0,
 				  (struct sockaddr *)&d->sa, d->len), 1);
+		maybe_flush(b, n);
 	}
 	free(buf);
 }
@@ -381,6 +399,7 @@ static void run_connected(struct blast *b)
 			break;
 		tag_datagram(b, buf, f);
 		account(b, send(b->conn_fds[f], buf, b->opt.size, 0), 1);
+		maybe_flush(b, n);
 	}
 	free(buf);
 }
@@ -549,14 +568,14 @@ static void print_report(const struct blast *b, double elapsed)
 	       "\"first_error_at\": %ld, \"truncated\": %s, "
 	       "\"elapsed_s\": %.6f, \"self_utime_s\": %.6f, "
 	       "\"self_stime_s\": %.6f, \"self_maxrss_kb\": %ld, "
-	       "\"self_vmhwm_kb\": %ld}\n",
+	       "\"self_vmhwm_kb\": %ld, \"explicit_flushes\": %s}\n",
 	       b->opt.mode_name, b->opt.count, b->opt.size, b->ndest,
 	       b->opt.segs, b->sent, b->bytes, b->calls, b->errors,
 	       b->first_errno, b->errors ? strerror(b->first_errno) : "",
 	       b->first_error_at, b->truncated ? "true" : "false", elapsed,
 	       ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6,
 	       ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6, ru.ru_maxrss,
-	       hwm);
+	       hwm, b->uw_flush ? "true" : "false");
 	fflush(stdout);
 }
 
@@ -567,6 +586,8 @@ int main(int argc, char **argv)
 	parse_options(&b.opt, argc, argv);
 	build_destinations(&b);
 	open_sockets(&b);
+	if (b.opt.flush_every)
+		b.uw_flush = (long (*)(void))dlsym(RTLD_DEFAULT, "uw_flush");
 	b.t_start = now_s();
 	switch (b.opt.mode) {
 	case MODE_SENDTO: run_sendto(&b); break;

@@ -112,11 +112,18 @@ static unsigned kernel_take(void)
 	for (; fk.sq_head != fk.sq_tail; fk.sq_head++, n++) {
 		struct io_uring_sqe *sqe = &fk.sqes[fk.sq_head & fk.sq_mask];
 		const struct msghdr *h = (const void *)(uintptr_t)sqe->addr;
+		struct iovec one;
+		struct msghdr plain;
 		struct sqe_rec *r = &sqes[nsqes++];
 		bool zc = sqe->opcode == IORING_OP_SENDMSG_ZC;
 		int res = 0;
 
-		assert_true(sqe->opcode == IORING_OP_SENDMSG || zc);
+		if (sqe->opcode == IORING_OP_SEND) {	/* one buffer, connected */
+			one = (struct iovec){ (void *)(uintptr_t)sqe->addr, sqe->len };
+			plain = (struct msghdr){ .msg_iov = &one, .msg_iovlen = 1 };
+			h = &plain;
+		}
+		assert_true(sqe->opcode == IORING_OP_SENDMSG || sqe->opcode == IORING_OP_SEND || zc);
 		r->opcode = sqe->opcode;
 		r->flags = sqe->flags;
 		r->ioprio = sqe->ioprio;
@@ -446,14 +453,20 @@ static void one_enter_sends_every_socket(void **state)
 	put_flow(s7, &B, 2, 1316, 100);
 	put_flow(s8, &C, 1, 200, 0);
 	put_flow(s9, &PEER, 4, 1000, 0);
+	stage_put(&st, s9, &PEER, 1200, 4);	/* longer: a run of its own */
 	flush();
 	assert_int_equal(submits, 1);
 	assert_int_equal(waits, 0);
 	assert_int_equal(atomic_load(&stats.syscalls), 1);
 	assert_int_equal(atomic_load(&stats.uring_enters), 1);
-	/* one message per run: s7 A and B (GSO), s8 C (plain), s9 (GSO) */
-	assert_int_equal(nsqes, 4);
-	assert_int_equal(atomic_load(&stats.uring_sqes), 4);
+	/* one message per run: s7 A and B (GSO), s8 C (plain), s9 (GSO and
+	 * a plain datagram: IORING_OP_SEND, no msghdr on a connected socket) */
+	assert_int_equal(nsqes, 5);
+	assert_int_equal(atomic_load(&stats.uring_sqes), 5);
+	assert_int_equal(sqes[4].fd, 9);
+	assert_int_equal(sqes[4].opcode, IORING_OP_SEND);
+	assert_true(sqes[3].flags & IOSQE_IO_LINK);
+	assert_false(sqes[4].flags & IOSQE_IO_LINK);
 	assert_int_equal(sqes[0].fd, 7);
 	assert_int_equal(sqes[1].fd, 7);
 	assert_int_equal(sqes[2].fd, 8);
@@ -462,7 +475,6 @@ static void one_enter_sends_every_socket(void **state)
 	assert_true(sqes[0].flags & IOSQE_IO_LINK);
 	assert_false(sqes[1].flags & IOSQE_IO_LINK);
 	assert_false(sqes[2].flags & IOSQE_IO_LINK);
-	assert_false(sqes[3].flags & IOSQE_IO_LINK);
 	assert_int_equal(sqes[0].gso, 1316);
 	assert_int_equal(sqes[0].iovlen, 3);
 	assert_int_equal(sqes[2].gso, 0);
@@ -470,13 +482,14 @@ static void one_enter_sends_every_socket(void **state)
 	assert_true(sqes[0].named);
 	assert_false(sqes[3].named);		/* connected: no msg_name */
 	for (unsigned i = 0; i < nsqes; i++) {
-		assert_int_equal(sqes[i].opcode, IORING_OP_SENDMSG);
-		assert_true(sqes[i].msg_flags & MSG_DONTWAIT);
+		assert_int_equal(sqes[i].opcode, i == 4 ? IORING_OP_SEND : IORING_OP_SENDMSG);
+		/* no MSG_DONTWAIT: the kernel waits for room, as sendmmsg */
+		assert_int_equal(sqes[i].msg_flags, 0);
 	}
 	assert_flow_on_wire(7, 5001, 3, 0);
 	assert_flow_on_wire(7, 5002, 2, 100);
 	assert_flow_on_wire(8, 5003, 1, 0);
-	assert_flow_on_wire(9, 0, 4, 0);
+	assert_flow_on_wire(9, 0, 5, 0);
 	assert_int_equal(dropped(), 0);
 }
 
