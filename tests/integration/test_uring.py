@@ -163,7 +163,7 @@ def shaped_run(netpair, receiver_factory, tmp_path, backend, *sender_opts):
     if backend == "uring-zc":
         backend = "uring"
         env["UDPWEAVE_URING_ZC_BYTES"] = "1"
-        count, sizes = 300, [60000, 1316]
+        count, sizes = 150, [30000, 1316]
     args = [*netpair.in_tx(), tool("uw_sender"), "--mode", "sendto", "--count", count,
             "--sizes", ",".join(map(str, sizes)), *sender_opts]
     for a in rx.addrs():
@@ -205,11 +205,12 @@ def test_full_socket_buffer_is_waited_out(netpair, receiver_factory, tmp_path, b
 @pytest.mark.parametrize("backend", ZC_VARIANTS)
 def test_qdisc_drop_enobufs_is_retried(netpair, receiver_factory, tmp_path, backend):
     """Sockets with IP_RECVERR (so the kernel reports a qdisc drop as
-    ENOBUFS instead of dropping silently) behind a 200 Mbit/s shaper whose
-    queue holds 200 KiB: the qdisc drops, the kernel refuses with ENOBUFS,
-    the library backs off and sends again. Every datagram arrives in order,
-    though the qdisc dropped (counted by tc)."""
-    netpair.shape_tx("rate", "200mbit", "burst", "256kb", "limit", "200kb")
+    ENOBUFS instead of dropping silently) behind a 50 Mbit/s shaper whose
+    queue holds 70 KiB (one 64 KiB GSO run fits, two do not; the bucket
+    exceeds a run, so tbf never splits one): the qdisc drops, the kernel
+    refuses with ENOBUFS, the library backs off and sends again. Every
+    datagram arrives in order, though the qdisc dropped (counted by tc)."""
+    netpair.shape_tx("rate", "50mbit", "burst", "80kb", "limit", "70kb")
     r, st = shaped_run(netpair, receiver_factory, tmp_path, backend, "--recverr")
     drops = netpair.tx_qdisc_drops()
     assert drops > 0, f"the qdisc dropped nothing: no ENOBUFS was tested\n{st}"
