@@ -96,7 +96,7 @@ $(B)/bench/lib%.so: bench/so/%.c
 $(B)/bench/%: bench/%.c
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $@")
-	$(Q)$(CC) $(BASE) -pthread $(CFLAGS) $< -o $@ -lm
+	$(Q)$(CC) $(BASE) -pthread $(URING_CFLAGS) $(CFLAGS) $< -o $@ -lm $(URING_LIBS)
 
 # Unit tests link the core and backends directly (no preload), fake clock and
 # backend; mmsg tests wrap sendmmsg at link time.

@@ -9,6 +9,11 @@
  *   connected-send  one connected socket per destination, one send() each
  *   sendmmsg        one unconnected socket, sendmmsg of --batch single
  *                   datagrams (batching without GSO, for comparison)
+ *   uring-conn      the hand-written io_uring sender for connected-send:
+ *                   one connected socket per destination, per round one
+ *                   IORING_OP_SEND per socket and one io_uring_enter
+ *                   (what the uring backend does with one datagram per
+ *                   socket per flush, without the library's queueing)
  *   ideal-gso       the hand-written ideal: per round, every destination
  *                   gets a run of --segs consecutive datagrams sent as ONE
  *                   message with a UDP_SEGMENT cmsg; one sendmmsg per round
@@ -33,6 +38,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <getopt.h>
+#include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <stdbool.h>
@@ -57,7 +63,7 @@
 #define MAX_BATCH	1024
 #define TAG_BYTES	16
 
-enum mode { MODE_SENDTO, MODE_CONNECTED, MODE_SENDMMSG, MODE_IDEAL_GSO };
+enum mode { MODE_SENDTO, MODE_CONNECTED, MODE_SENDMMSG, MODE_IDEAL_GSO, MODE_URING_CONN };
 
 struct tag {
 	uint32_t magic;
@@ -124,7 +130,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: udp_blast --dst ADDR [--addrs N] [--port P] [--ports N]\n"
-		"                 [--mode sendto|connected-send|sendmmsg|ideal-gso]\n"
+		"                 [--mode sendto|connected-send|sendmmsg|ideal-gso|uring-conn]\n"
 		"                 [--count N] [--size BYTES] [--segs N] [--batch N]\n"
 		"                 [--rate DGRAMS_PER_S] [--sndbuf BYTES] [--time-limit S]\n"
 		"                 [--flush-every N]\n");
@@ -141,6 +147,8 @@ static enum mode parse_mode(const char *s)
 		return MODE_SENDMMSG;
 	if (!strcmp(s, "ideal-gso"))
 		return MODE_IDEAL_GSO;
+	if (!strcmp(s, "uring-conn"))
+		return MODE_URING_CONN;
 	fprintf(stderr, "udp_blast: unknown mode '%s'\n", s);
 	usage();
 	return MODE_SENDTO;
@@ -268,7 +276,7 @@ static void open_sockets(struct blast *b)
 {
 	int i;
 
-	if (b->opt.mode != MODE_CONNECTED) {
+	if (b->opt.mode != MODE_CONNECTED && b->opt.mode != MODE_URING_CONN) {
 		b->fd = open_socket(b);
 		return;
 	}
@@ -539,6 +547,55 @@ static void run_ideal_gso(struct blast *b)
 	free(m);
 }
 
+/* One IORING_OP_SEND per connected socket per round, one io_uring_enter
+ * that waits for them all. */
+static void run_uring_conn(struct blast *b)
+{
+	size_t size = b->opt.size;
+	char *bufs = malloc(size * b->ndest);
+	struct io_uring ring;
+	long n = 0;
+	int err;
+
+	if (!bufs)
+		die("malloc");
+	err = io_uring_queue_init((unsigned)b->ndest, &ring, 0);
+	if (err) {
+		errno = -err;
+		die("io_uring_queue_init");
+	}
+	for (int d = 0; d < b->ndest; d++)
+		fill_payload(bufs + d * size, size);
+	while (n < b->opt.count && !should_pause(b, n, b->ndest)) {
+		struct io_uring_cqe *cqe;
+		unsigned int head, seen = 0;
+		int k = 0, r;
+
+		for (int d = 0; d < b->ndest && n < b->opt.count; d++, n++, k++) {
+			struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+
+			tag_datagram(b, bufs + d * size, d);
+			io_uring_prep_send(sqe, b->conn_fds[d], bufs + d * size, size, 0);
+		}
+		r = io_uring_submit_and_wait(&ring, (unsigned)k);
+		b->calls++;
+		if (r < 0)
+			note_error(b, -r);
+		io_uring_for_each_cqe(&ring, head, cqe) {
+			seen++;
+			if (cqe->res < 0) {
+				note_error(b, -cqe->res);
+			} else {
+				b->sent++;
+				b->bytes += cqe->res;
+			}
+		}
+		io_uring_cq_advance(&ring, seen);
+	}
+	io_uring_queue_exit(&ring);
+	free(bufs);
+}
+
 /* The high-water RSS of this process's own memory (not of a launcher). */
 static long vm_hwm_kb(void)
 {
@@ -594,6 +651,7 @@ int main(int argc, char **argv)
 	case MODE_CONNECTED: run_connected(&b); break;
 	case MODE_SENDMMSG: run_sendmmsg(&b); break;
 	case MODE_IDEAL_GSO: run_ideal_gso(&b); break;
+	case MODE_URING_CONN: run_uring_conn(&b); break;
 	}
 	print_report(&b, now_s() - b.t_start);
 	return b.sent == b.opt.count ? 0 : 1;
