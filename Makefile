@@ -21,7 +21,8 @@ LIBFLAGS := $(BASE) -fPIC -fvisibility=hidden -pthread
 PYTEST   ?= pytest-3
 
 CORE_SRC    := core/config.c core/fdtable.c core/queue.c core/batch.c core/sched.c core/stats.c core/log.c
-BACKEND_SRC := backend/registry.c backend/common.c backend/mmsg.c backend/passthrough.c backend/route.c
+BACKEND_SRC := backend/registry.c backend/common.c backend/mmsg.c backend/passthrough.c backend/route.c \
+	       backend/packet.c backend/resolve.c backend/ring.c
 PRELOAD_SRC := preload/symbols.c preload/fd.c preload/send.c preload/process.c preload/live.c
 LIB_SRC     := $(CORE_SRC) $(BACKEND_SRC) $(PRELOAD_SRC)
 LIB_OBJ     := $(LIB_SRC:%.c=$(B)/obj/%.o)
@@ -67,7 +68,7 @@ $(B)/libudpweave.map: preload/exports.map.in preload/syscalls.def
 $(B)/libudpweave.so: $(TP_OBJ) $(LIB_OBJ) $(B)/libudpweave.map
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) -shared $(SAN) -pthread -Wl,--version-script=$(B)/libudpweave.map -Wl,-z,defs \
-		-o $@ $(TP_OBJ) $(LIB_OBJ) $(TP_LIBS) -ldl
+		-o $@ $(TP_OBJ) $(LIB_OBJ) $(TP_LIBS) -lmnl -lcap -ldl
 
 # Test tools: one C file each (a shared object when the name starts with lib).
 TOOL_HDR    := $(wildcard tests/tools/*.h)
@@ -99,7 +100,7 @@ $(B)/tests/unit/test_%: tests/unit/test_%.c tests/unit/helpers.h $(UNIT_LIB) $(H
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(BASE) -pthread $(CFLAGS) $(shell sed -n 's|^/\* ldflags: \(.*\) \*/$$|\1|p' $<) \
-		$< $(UNIT_LIB) -o $@ -lcmocka -ldl
+		$< $(UNIT_LIB) -o $@ -lcmocka -lmnl -lcap -ldl
 
 # ---- the udpweave tool, install ------------------------------------------
 PREFIX   ?= /usr/local

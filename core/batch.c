@@ -149,6 +149,7 @@ int uw_batch_build(struct uw_scratch *sc, struct uw_stage *st, struct uw_backend
 					continue;
 				r = &sc->runs[nruns++];
 				cut_run(fl[i], ms[i], r, sc->iov + niov);
+				r->flow = (uint32_t)(first + i);
 				niov += r->nseg;
 				b->datagrams += r->nseg;
 				b->bytes += r->bytes;
@@ -165,5 +166,6 @@ int uw_batch_build(struct uw_scratch *sc, struct uw_stage *st, struct uw_backend
 	b->ngroups = ngroups;
 	b->runs = sc->runs;
 	b->nruns = nruns;
+	b->nflows = st->nflows;
 	return 0;
 }

@@ -16,6 +16,7 @@ void uw_config_defaults(struct uw_config *cfg)
 	cfg->max_delay_us = 2000;
 	cfg->arena_kb = 4096;
 	cfg->log_level = UW_LOG_WARN;
+	cfg->interleave_burst = 1;
 }
 
 static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
@@ -68,7 +69,7 @@ struct uw_var {
 };
 
 static const struct uw_var uw_vars[] = {
-	{ "BACKEND",      "one of mmsg, passthrough" },
+	{ "BACKEND",      "one of mmsg, packet, passthrough" },
 	{ "MAX_DELAY_US", "microseconds, 0..10000000" },
 	{ "INTERVAL_US",  "microseconds, 1..10000000" },
 	{ "ARENA_KB",     "kilobytes, 256..1048576" },
@@ -78,7 +79,31 @@ static const struct uw_var uw_vars[] = {
 	{ "DISABLE",      "0 or 1" },
 	{ "STATS_OWNER",  "a process id (set by the library itself)" },
 	{ "RT_PRIORITY",  "0 (off) or a SCHED_FIFO priority 1..99 for the flush thread" },
+	{ "INTERLEAVE",   "'flow' or 'burst:N' (N datagrams per destination in a row, 1..64)" },
+	{ "PACKET_QDISC_BYPASS", "0 or 1" },
+	{ "PACKET_GSO",   "0 or 1" },
 };
+
+static int parse_interleave(const char *s, uint32_t *out)
+{
+	if (!strcmp(s, "flow")) {
+		*out = 1;
+		return 0;
+	}
+	if (strncmp(s, "burst:", 6))
+		return -EINVAL;
+	return parse_u32(s + 6, 1, 64, out);
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+	uint32_t u;
+
+	if (parse_u32(s, 0, 1, &u))
+		return -EINVAL;
+	*out = u;
+	return 0;
+}
 
 static int apply(struct uw_config *cfg, size_t var, const char *v)
 {
@@ -101,6 +126,12 @@ static int apply(struct uw_config *cfg, size_t var, const char *v)
 		return parse_u32(v, 1, INT32_MAX, &u);
 	case 9:
 		return parse_u32(v, 0, 99, &cfg->rt_priority);
+	case 10:
+		return parse_interleave(v, &cfg->interleave_burst);
+	case 11:
+		return parse_bool(v, &cfg->packet_qdisc_bypass);
+	case 12:
+		return parse_bool(v, &cfg->packet_gso);
 	}
 	return -EINVAL;
 }

@@ -29,6 +29,8 @@ int uw_fdtable_init(struct uw_fdtable *t, int nslots)
 	return 0;
 }
 
+static _Atomic uint32_t uw_sock_ids;
+
 struct uw_sock *uw_sock_new(struct uw_fdtable *t, int fd, int family)
 {
 	struct uw_sock *s;
@@ -47,6 +49,7 @@ struct uw_sock *uw_sock_new(struct uw_fdtable *t, int fd, int family)
 	}
 	atomic_store_explicit(&s->fd, fd, memory_order_relaxed);
 	s->family = family;
+	s->id = atomic_fetch_add_explicit(&uw_sock_ids, 1, memory_order_relaxed) + 1;
 	return s;
 }
 

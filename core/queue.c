@@ -380,9 +380,9 @@ static void flush_stage_slowly(struct uw_core *c, struct uw_stage *stg)
 	for (struct uw_flow *f = stg->flows; f; f = f->next) {
 		for (struct uw_dgram *d = f->head; d; d = d->next) {
 			struct iovec iov = { d->data, d->len };
-			struct uw_run r = { f->sock, &f->dest, &iov, 1, d->len, d->len, 0, 0 };
+			struct uw_run r = { f->sock, &f->dest, &iov, 1, d->len, d->len, 0, 0, 0 };
 			struct uw_group g = { f->sock, &r, 1 };
-			struct uw_batch b = { &g, 1, &r, 1, 1, d->len };
+			struct uw_batch b = { &g, 1, &r, 1, 1, 1, d->len };
 
 			pt.ops->send_batch(&pt, &b);
 			account_runs(c, &b);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "uw.h"
+#include "packet.h"
 
 const char *const uw_flush_reason_name[UW_FLUSH__COUNT] = {
 	[UW_FLUSH_DEADLINE]	= "deadline",
@@ -82,8 +83,22 @@ int uw_stats_json(const struct uw_stats *st, const char *backend, char *buf, siz
 	EMIT(", \"fallbacks\": {\"gso_refused\": %llu, \"gso_mtu_split\": %llu}",
 	     LD(fallbacks_gso), LD(gso_split_mtu));
 	EMIT(", \"backend_counters\": {\"mmsg\": {\"sendmmsg_calls\": %llu, "
-	     "\"messages_sent\": %llu}, \"passthrough\": {\"sendmsg_calls\": %llu}}",
+	     "\"messages_sent\": %llu}, \"passthrough\": {\"sendmsg_calls\": %llu}",
 	     LD(mmsg_calls), LD(mmsg_messages), LD(pt_calls));
+	EMIT(", \"packet\": {\"frames\": %llu, \"bytes\": %llu, \"kicks\": %llu, "
+	     "\"kick_retries\": %llu, \"ring_full_waits\": %llu, \"gso_frames\": %llu, "
+	     "\"rings\": %llu, \"ring_bytes\": %llu, \"netlink_queries\": %llu, "
+	     "\"flow_resolutions\": %llu, \"neighbour_triggers\": %llu, "
+	     "\"longest_same_destination_burst\": %llu, \"fallback_datagrams\": {",
+	     LD(pkt.frames), LD(pkt.bytes), LD(pkt.kicks), LD(pkt.kick_retries),
+	     LD(pkt.ring_waits), LD(pkt.gso_frames), LD(pkt.rings), LD(pkt.ring_bytes),
+	     LD(pkt.netlink_queries), LD(pkt.resolves), LD(pkt.neigh_triggers),
+	     LD(pkt.longest_burst));
+	for (int i = 0; i < UW_PKT_FB__COUNT; i++)
+		EMIT("%s\"%s\": %llu", i ? ", " : "", uw_pkt_fb_name[i],
+		     (unsigned long long)atomic_load_explicit(&st->pkt.fallback[i],
+							      memory_order_relaxed));
+	EMIT("}}}");
 	EMIT(", \"max_queue_delay_us\": %llu", LD(max_queue_delay_ns) / 1000);
 	EMIT(", \"max_flush_thread_late_us\": %llu", LD(max_wake_late_ns) / 1000);
 	EMIT(", \"arena_high_water_bytes\": %llu", LD(arena_high_water));

@@ -65,6 +65,9 @@ struct uw_config {
 	uint32_t interval_us;		/* 0: unset */
 	uint32_t arena_kb;
 	uint32_t rt_priority;		/* SCHED_FIFO flush thread; 0: off */
+	uint32_t interleave_burst;	/* datagrams per destination in a row; 1: flow */
+	bool packet_qdisc_bypass;	/* packet backend: PACKET_QDISC_BYPASS */
+	bool packet_gso;		/* packet backend: GSO frames (PACKET_VNET_HDR) */
 	char stats_path[PATH_MAX];	/* "" unset, "stderr", or a path (%p) */
 	enum uw_log_level log_level;
 	bool disabled;			/* UDPWEAVE_DISABLE=1 */
@@ -123,6 +126,11 @@ struct uw_sock {
 	_Atomic uint32_t flags;
 	_Atomic int pending_err;	/* async error for the next send */
 	int refs;			/* fds naming it (fdtable lock) */
+	uint32_t id;			/* unique over the process's life */
+	/* bumped after every bind, connect and setsockopt on the socket:
+	 * what a backend derived from the socket's options is stale */
+	_Atomic uint32_t opt_gen;
+	_Atomic int mc_ifindex;		/* IP_MULTICAST_IF by index (ip_mreqn) */
 	uint32_t queued;		/* datagrams queued (queue lock) */
 	struct uw_addr peer;		/* valid with UW_SOCK_CONNECTED */
 	uint32_t mtu;			/* cached path MTU, connected sockets */
@@ -210,6 +218,13 @@ struct uw_stats {
 	/* per backend */
 	_Atomic uint64_t mmsg_calls, mmsg_messages;	/* sendmmsg */
 	_Atomic uint64_t pt_calls;			/* passthrough sendmsg */
+	struct uw_packet_stats {
+		_Atomic uint64_t frames, bytes, kicks, kick_retries, ring_waits;
+		_Atomic uint64_t gso_frames, rings, ring_bytes;
+		_Atomic uint64_t netlink_queries, resolves, neigh_triggers;
+		_Atomic uint64_t longest_burst;
+		_Atomic uint64_t fallback[16];		/* datagrams, by enum uw_pkt_fb */
+	} pkt;
 	_Atomic uint64_t flushes[UW_FLUSH__COUNT];
 	_Atomic uint64_t max_queue_delay_ns;
 	/* flushes by how long their oldest datagram had waited: below 250 µs,
@@ -260,6 +275,7 @@ struct uw_run {
 	uint32_t bytes;
 	uint32_t dropped;		/* out: datagrams the kernel refused */
 	uint32_t dropped_bytes;
+	uint32_t flow;			/* the flow's ordinal in the batch */
 };
 
 /* All runs of one socket, flows interleaved round-robin. */
@@ -274,6 +290,7 @@ struct uw_batch {
 	size_t ngroups;
 	struct uw_run *runs;
 	size_t nruns;
+	size_t nflows;			/* run.flow < nflows */
 	uint64_t datagrams, bytes;
 };
 
@@ -306,6 +323,7 @@ struct uw_backend {
 const struct uw_backend_ops *uw_backend_find(const char *name);
 extern const struct uw_backend_ops uw_backend_mmsg;
 extern const struct uw_backend_ops uw_backend_passthrough;
+extern const struct uw_backend_ops uw_backend_packet;
 
 /* ---- the queue: staging arena, flows, flush (core/queue.c) ------------- */
 

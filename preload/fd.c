@@ -244,6 +244,7 @@ UW_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 	uw_core_flush_sock(&uw_core, s, UW_FLUSH_BARRIER);
 	r = real.connect(fd, sa, len);
 	uw_sync_peer(s);
+	atomic_fetch_add_explicit(&s->opt_gen, 1, memory_order_release);
 	return r;
 }
 
@@ -252,10 +253,15 @@ UW_EXPORT int bind(int fd, const struct sockaddr *sa, socklen_t len)
 	struct uw_sock *s;
 
 	uw_bind_real();
+	int r;
+
 	s = uw_fd_sock(fd);
 	if (s)
 		uw_core_flush_sock(&uw_core, s, UW_FLUSH_BARRIER);
-	return real.bind(fd, sa, len);
+	r = real.bind(fd, sa, len);
+	if (s)
+		atomic_fetch_add_explicit(&s->opt_gen, 1, memory_order_release);
+	return r;
 }
 
 static void note_udp_option(struct uw_sock *s, int opt, const void *val, socklen_t len)
@@ -289,6 +295,12 @@ UW_EXPORT int setsockopt(int fd, int level, int opt, const void *val, socklen_t 
 	if (r == 0 && val && (level == SOL_UDP || level == IPPROTO_UDP) &&
 	    (opt == UDP_CORK || opt == UDP_SEGMENT))
 		note_udp_option(s, opt, val, len);
+	if (r == 0 && val && level == IPPROTO_IP && opt == IP_MULTICAST_IF)
+		atomic_store_explicit(&s->mc_ifindex, len >= sizeof(struct ip_mreqn) ?
+				      ((const struct ip_mreqn *)val)->imr_ifindex : 0,
+				      memory_order_relaxed);
+	if (r == 0)
+		atomic_fetch_add_explicit(&s->opt_gen, 1, memory_order_release);
 	return r;
 }
 
