@@ -576,7 +576,10 @@ static uint8_t resolve_flow(struct pkt_priv *p, struct uw_backend *be, struct uw
 	rp.proto = l2 ? 0 : htons(e->family == AF_INET ? ETH_P_IP : ETH_P_IPV6);
 	rp.vnet_hdr = p->cfg.packet_gso && l2;
 	rp.frame_data = (l2 ? 14u : 0u) + link.mtu + (rp.vnet_hdr ? 65536u + 10u : 0u);
-	rp.bytes = (size_t)p->cfg.arena_kb * 1024u;
+	/* Twice the staging memory: a whole batch fits while the previous
+	 * one is still in flight (frames come back when the receiver has
+	 * freed their skbs). */
+	rp.bytes = 2u * (size_t)p->cfg.arena_kb * 1024u;
 	rp.qdisc_bypass = p->cfg.packet_qdisc_bypass;
 	e->ring = get_ring(p, sys, be->stats, &rp);
 	if (!e->ring)
@@ -867,10 +870,6 @@ static unsigned char *next_frame(struct uw_backend *be, struct uw_batch *b, stru
 	if (f)
 		return f;
 	kick(be, b, pr);
-	uw_ring_reclaim(&pr->r);
-	f = uw_ring_next(&pr->r);
-	if (f)
-		return f;
 	if (uw_ring_wait_frame(&pr->r, be->stats))
 		return NULL;
 	return uw_ring_next(&pr->r);

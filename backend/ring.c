@@ -296,15 +296,18 @@ void uw_ring_unfill(struct uw_ring *r)
 
 int uw_ring_wait_frame(struct uw_ring *r, struct uw_stats *st)
 {
+	uint32_t want = r->frame_nr / 4 ? r->frame_nr / 4 : 1;
 	uint64_t waited = 0;
 	unsigned int k = 0;
 
+	/* Wait for a quarter of the ring, not for one frame: refilling
+	 * frame by frame would cost a kick per frame or two. */
 	uw_stat_add(&st->pkt.ring_waits, 1);
-	while (!uw_ring_reclaim(r)) {
+	while (uw_ring_reclaim(r) < want) {
 		long ns = 5000L << (k < 6 ? k : 6);
 
 		if (waited >= UW_RING_WAIT_MAX_NS)
-			return -EAGAIN;
+			return uw_ring_reclaim(r) ? 0 : -EAGAIN;
 		nap(r->sys, ns);
 		waited += (uint64_t)ns;
 		k++;

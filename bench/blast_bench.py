@@ -80,11 +80,18 @@ VARIANTS = {
                       'env': {'UDPWEAVE_BACKEND': 'passthrough'}},
     'baseline-conn': {'mode': 'connected-send', 'preload': False},
     'shim-conn':     {'mode': 'connected-send', 'preload': True},
+    # the packet backend: TX ring, frames interleaved packet by packet
+    'packet':        {'mode': 'sendto', 'preload': True,
+                      'env': {'UDPWEAVE_BACKEND': 'packet'}},
+    'packet-conn':   {'mode': 'connected-send', 'preload': True,
+                      'env': {'UDPWEAVE_BACKEND': 'packet'}},
+    'packet-gso':    {'mode': 'sendto', 'preload': True,
+                      'env': {'UDPWEAVE_BACKEND': 'packet', 'UDPWEAVE_PACKET_GSO': '1'}},
 }
 DEFAULT_VETH = ['baseline', 'shim', 'ideal', 'trafgen', 'passthrough',
-                'baseline-conn', 'shim-conn']
+                'baseline-conn', 'shim-conn', 'packet', 'packet-conn', 'packet-gso']
 DEFAULT_LO = ['baseline', 'shim', 'ideal', 'passthrough']
-VETH_ONLY = ('trafgen',)
+VETH_ONLY = ('trafgen', 'packet', 'packet-conn', 'packet-gso')
 
 
 # --------------------------------------------------------------------------
