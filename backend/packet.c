@@ -88,6 +88,7 @@ struct pkt_flow {
 	struct uw_addr dest;
 	struct pkt_ring *ring;
 	int family, ifindex;
+	bool has_nexthop;	/* unicast over Ethernet: a neighbour to watch */
 	union uw_ip nexthop;
 	uint16_t l2_len, l3_len, hdr_len;
 	uint16_t ip_id;
@@ -440,6 +441,7 @@ static uint8_t resolve_flow(struct pkt_priv *p, struct uw_backend *be, struct uw
 	uint16_t nud = 0;
 
 	e->refresh = false;
+	e->has_nexthop = false;
 	e->ring = NULL;
 	if (sys->getsockname(fd, &me.sa, &melen))
 		return UW_PKT_FB_ROUTE;
@@ -562,6 +564,7 @@ static uint8_t resolve_flow(struct pkt_priv *p, struct uw_backend *be, struct uw
 			nh = rt.gateway;
 		}
 		e->nexthop = nh;
+		e->has_nexthop = true;
 		if (uw_rt_neigh(&p->rt, e->family, rt.oif, &nh, dmac, &nud) || !nud_usable(nud)) {
 			e->refresh = true;
 			return UW_PKT_FB_UNRESOLVED;
@@ -590,6 +593,20 @@ static uint8_t resolve_flow(struct pkt_priv *p, struct uw_backend *be, struct uw
 	e->ip_id = (uint16_t)(s->id * 7919u + ntohs(dport));
 	uw_stat_add(&be->stats->pkt.resolves, 1);
 	return UW_PKT_FB__COUNT;
+}
+
+/* Periodic check of a resolved flow: is its neighbour still the one in
+ * the header? A stale entry is refreshed by the flow's next datagram. */
+static bool neighbour_still(struct pkt_priv *p, struct pkt_flow *e)
+{
+	unsigned char mac[6];
+	uint16_t nud = 0;
+
+	if (uw_rt_neigh(&p->rt, e->family, e->ifindex, &e->nexthop, mac, &nud) ||
+	    !nud_usable(nud) || memcmp(mac, e->hdr, 6))
+		return false;
+	e->refresh = nud & NUD_STALE;
+	return true;
 }
 
 static uint32_t flow_hash(uint32_t sock_id, const struct uw_addr *d)
@@ -624,6 +641,11 @@ static struct pkt_flow *lookup_flow(struct pkt_priv *p, struct uw_backend *be, s
 		}
 		if (e->sock_id == s->id && uw_addr_equal(&e->dest, d))
 			break;
+	}
+	if (e->opt_gen == gen && e->epoch == p->epoch && e->expiry_ns <= now &&
+	    e->fb == UW_PKT_FB__COUNT && e->has_nexthop && neighbour_still(p, e)) {
+		e->expiry_ns = now + UW_PKT_REVALIDATE_NS;
+		return e;	/* nothing changed but time: the neighbour holds */
 	}
 	if (e->expiry_ns <= now || e->opt_gen != gen || e->epoch != p->epoch) {
 		e->opt_gen = gen;
