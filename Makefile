@@ -20,7 +20,8 @@ BASE     := -std=gnu11 -g $(OPT) $(WARN) $(SAN) -D_GNU_SOURCE -Iinclude -Icore -
 LIBFLAGS := $(BASE) -fPIC -fvisibility=hidden -pthread
 PYTEST   ?= pytest-3
 
-CORE_SRC    := core/config.c core/fdtable.c core/queue.c core/batch.c core/sched.c core/stats.c core/log.c
+CORE_SRC    := core/config.c core/rules.c core/fdtable.c core/queue.c core/batch.c core/sched.c \
+               core/pace.c core/egress.c core/stats.c core/log.c
 BACKEND_SRC := backend/registry.c backend/common.c backend/mmsg.c backend/passthrough.c backend/route.c
 PRELOAD_SRC := preload/symbols.c preload/fd.c preload/send.c preload/process.c preload/live.c
 LIB_SRC     := $(CORE_SRC) $(BACKEND_SRC) $(PRELOAD_SRC)
