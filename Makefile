@@ -106,8 +106,8 @@ $(B)/tests/unit/test_%: tests/unit/test_%.c tests/unit/helpers.h $(UNIT_LIB) $(H
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 VERSION  ?= 0.1.0
-CLI_SRC  := $(wildcard cli/*.c)
-CLI_HDR  := $(wildcard cli/*.h) include/udpweave_stats.h
+CLI_SRC  := $(wildcard cli/*.c) core/egress.c
+CLI_HDR  := $(wildcard cli/*.h) include/udpweave_stats.h core/egress.h
 CLI_LIBS := -lcap -lmnl
 
 cli: $(B)/udpweave
@@ -119,7 +119,7 @@ $(B)/cli.flags: FORCE
 
 $(B)/udpweave: $(CLI_SRC) $(CLI_HDR) $(B)/cli.flags
 	@$(if $(Q),echo "  CC      $@")
-	$(Q)$(CC) -std=gnu11 -g $(OPT) $(WARN) $(SAN) -D_GNU_SOURCE -Iinclude \
+	$(Q)$(CC) -std=gnu11 -g $(OPT) $(WARN) $(SAN) -D_GNU_SOURCE -Iinclude -Icore \
 		-DUW_VERSION='"$(VERSION)"' -DUW_LIBDIR='"$(PREFIX)/lib/udpweave"' \
 		$(CFLAGS) $(CLI_SRC) -o $@ $(CLI_LIBS)
 
