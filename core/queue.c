@@ -633,6 +633,14 @@ static void ensure_bound(struct uw_core *c, struct uw_sock *s)
  * late for its first release. */
 #define UW_PACE_SENDER_LATE_NS	(4 * UW_PACE_GRAIN_NS)
 
+/* The flush thread is late for the wheel's first release. qlock held. */
+static bool wheel_late(const struct uw_core *c, uint64_t now)
+{
+	uint64_t next = uw_wheel_next_ns(c);
+
+	return next != UINT64_MAX && now >= next + UW_PACE_SENDER_LATE_NS;
+}
+
 static bool sender_finds_stage_late(struct uw_core *c, struct uw_stage *stg)
 {
 	enum uw_flush_reason why;
@@ -648,8 +656,7 @@ static bool sender_finds_stage_late(struct uw_core *c, struct uw_stage *stg)
 								     : (uint32_t)every;
 	c->since_check = 0;
 	c->last_check_ns = now;
-	return (stg->ndgrams && now >= uw_core_due_ns(c, stg, &why)) ||
-	       now >= uw_wheel_next_ns(c) + UW_PACE_SENDER_LATE_NS;
+	return (stg->ndgrams && now >= uw_core_due_ns(c, stg, &why)) || wheel_late(c, now);
 }
 
 /* qlock held: a new stage's first datagram may be due before the time the
@@ -797,7 +804,7 @@ static ssize_t send_paced(struct uw_core *c, struct uw_sock *s, const struct uw_
 	uw_stat_add_locked(&c->stats.datagrams_in, 1);
 	uw_stat_add_locked(&c->stats.bytes_in, m->len);
 	uw_stat_add_locked(&c->stats.paced_datagrams, 1);
-	late = c->flusher_failed || now >= uw_wheel_next_ns(c) + UW_PACE_SENDER_LATE_NS;
+	late = c->flusher_failed || wheel_late(c, now);
 	if (opened)
 		wake_flusher(c, rel);
 	else if (!c->flusher_running && !c->flusher_failed)

@@ -192,7 +192,8 @@ int uw_stats_json(const struct uw_stats *st, const char *backend, char *buf, siz
 	     "\"direct_datagrams\": %llu, \"refusals\": %llu, \"txtime_runs\": %llu, "
 	     "\"precision_us\": %llu, \"flow_list\": [",
 	     LD(pace_flows), LD(paced_datagrams), LD(direct_datagrams), LD(refusals),
-	     LD(txtime_messages), LD(precision_ns) / 1000);
+	     LD(txtime_messages),
+	     (LD(precision_ns) ? LD(precision_ns) : UW_PACE_PRECISION0_NS) / 1000);
 	/* as many flows as fit, leaving room for the end */
 	pthread_mutex_lock((pthread_mutex_t *)&st->flow_stat_lock);
 	for (int i = 0, first = 1; i < UW_STATS_FLOWS; i++) {

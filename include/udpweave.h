@@ -30,15 +30,19 @@ int uw_get_stats(char *buf, size_t len);
  * Set them with uw_set_metrics(), or with no link-time dependency at all
  * with setsockopt(fd, SOL_UDPWEAVE, UDPWEAVE_METRICS, &m, sizeof(m)): the
  * library handles that private level itself and the kernel never sees it
- * (without the library the call fails with ENOPROTOOPT, which tells the
- * program it runs without udpweave). A field left 0 is "not set here":
+ * (without the library the kernel answers ENOPROTOOPT, EOPNOTSUPP for
+ * getsockopt, which tells the program it runs without udpweave). A field
+ * left 0 is "not set here":
  * the value of the matching UDPWEAVE_RULES rule, else the default,
  * applies. Setting all three to 0 returns the socket to its rules.
  *
  * getsockopt(fd, SOL_UDPWEAVE, UDPWEAVE_METRICS, &m, &len) and
  * uw_get_metrics() return the values in effect for the socket's flow (the
- * connected peer, or the destination it last sent to), with the pacing
- * chosen and whether the library can meet them.
+ * connected peer, or the destination it last sent to; max_delay_us is the
+ * default when nothing sets it), with the pacing chosen and whether the
+ * library can meet them. Values out of range are EINVAL, as is a length
+ * below UDPWEAVE_METRICS_MIN_SIZE; another option at this level is
+ * ENOPROTOOPT.
  */
 #define SOL_UDPWEAVE		0x7577	/* "uw": not a kernel level */
 #define UDPWEAVE_METRICS	1

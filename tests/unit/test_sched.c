@@ -125,23 +125,23 @@ static void stop_flusher(void)
 	}
 }
 
-/* The wheel on the real clock: a datagram every 1 ms, jitter 2 ms: the
- * thread wakes once per 1.6 ms quantum, never sends a datagram before its
- * release time, and measures how late it wakes (precision after 256). */
+/* The wheel on the real clock: a datagram every 1 ms, jitter 5 ms (a 3.2
+ * ms quantum for any precision up to 1.8 ms): the thread wakes once per
+ * quantum, never sends a datagram before its release time, keeps the
+ * order, and measures how late it wakes (the precision, after 256). */
 static void flush_thread_runs_the_wheel(void **state)
 {
-	enum { N = 600 };
+	enum { N = 900 };
 	static uint64_t enq[N];
+	static unsigned char data[256];
 	struct uw_config cfg;
 	struct uw_sys sys = fake_sys;
 	struct uw_sock *s = make_sock(3, AF_INET);
 	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(9),
 				  .sin_addr.s_addr = htonl(0x0a000001) };
-	unsigned char tag[2];
-	struct iovec iov = { tag, 2 };
-	const uint64_t q = 1600 * US;
+	const uint64_t q = 3200 * US;
 	char msg[128];
-	uint64_t late = 0;
+	uint64_t late = 0, wakes = 0;
 
 	(void)state;
 	rec_reset();
@@ -149,18 +149,19 @@ static void flush_thread_runs_the_wheel(void **state)
 	sys.now_ns = real_now;
 	uw_config_defaults(&cfg);
 	strcpy(cfg.backend, "passthrough");
-	assert_int_equal(uw_rules_parse("10.0.0.0/8:jitter=2ms", cfg.rules, &cfg.nrules,
-					msg, sizeof(msg)), 0);
+	assert_int_equal(uw_rules_parse("10.0.0.0/8:jitter=5ms,delay=20ms", cfg.rules,
+					&cfg.nrules, msg, sizeof(msg)), 0);
 	assert_int_equal(uw_core_init(&c, &cfg, &sys), 0);
 	c.be.ops = &rec_ops;
 	for (int i = 0; i < N; i++) {
 		struct timespec ts = { 0, 1000000 };
+		/* datagram i: first byte i / 256, length 1 + i % 256 */
+		struct iovec iov = { data, 1 + (size_t)(i & 0xff) };
 
-		tag[0] = (unsigned char)(i >> 8);
-		tag[1] = (unsigned char)i;
+		data[0] = (unsigned char)(i >> 8);
 		enq[i] = real_now();
-		assert_int_equal(uw_core_send(&c, s, &(struct uw_msg){ &iov, 1, 2, 0,
-				 (void *)&to, sizeof(to) }), 2);
+		assert_int_equal(uw_core_send(&c, s, &(struct uw_msg){ &iov, 1, iov.iov_len, 0,
+				 (void *)&to, sizeof(to) }), (ssize_t)iov.iov_len);
 		nanosleep(&ts, NULL);
 	}
 	for (int waited = 0; atomic_load(&c.queued_total) && waited < 2000; waited++) {
@@ -172,9 +173,10 @@ static void flush_thread_runs_the_wheel(void **state)
 	assert_int_equal(nrec, N);
 	for (size_t k = 0; k < nrec; k++) {
 		uint64_t rel = (enq[k] + q) / q * q;
+		size_t i = (size_t)rec[k].first_byte << 8 | (rec[k].first_len - 1);
 
-		assert_int_equal(rec[k].first_byte, (unsigned char)(k >> 8));	/* in order */
-		assert_true(rec[k].sent_at >= rel);	/* never early */
+		assert_int_equal(i, k);				/* in order */
+		assert_true(rec[k].sent_at >= rel);		/* never early */
 		if (rec[k].sent_at - rel > late)
 			late = rec[k].sent_at - rel;
 	}
@@ -187,12 +189,15 @@ static void flush_thread_runs_the_wheel(void **state)
 			fail_msg("%llu paced flushes in %llu quanta",
 				 (unsigned long long)flushes, (unsigned long long)quanta);
 	}
-	assert_true(atomic_load(&c.stats.precision_ns) > 0);
+	for (int i = 0; i < UW_LATE_BUCKETS; i++)
+		wakes += atomic_load(&c.stats.wake_late_hist[i]);
+	assert_true(wakes >= 256);
+	assert_true(atomic_load(&c.stats.precision_ns) > 0);	/* measured */
 	print_message("wheel: worst release lateness %llu us, precision (p99) %llu us\n",
 		      (unsigned long long)(late / US),
 		      (unsigned long long)(atomic_load(&c.stats.precision_ns) / US));
-	uw_core_destroy(&c);
 	uw_core_sock_release(s, &c);
+	uw_core_destroy(&c);
 	free(s);
 }
 
