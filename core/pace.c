@@ -31,7 +31,15 @@
  * or whose configured rate needs more staging memory than half the arena
  * leaves it (rate x the time its datagrams stay) cannot be met: it is sent
  * directly (each datagram as the application sends it, which adds no
- * jitter), and reported in getsockopt and the stats.
+ * jitter), and reported in getsockopt and the stats. Plans are made again
+ * every 100 ms (rate estimates, precision): a refused flow is admitted
+ * once it can be met, but a paced flow is never turned back to direct
+ * sending by a passing spike of the machine's load (that would take its
+ * batching away when the machine needs it most): it goes on paced at the
+ * finest quantum, reported as not met (degraded).
+ *
+ * The precision is the p99 of the flush thread's recent lateness: a
+ * histogram of its wake-ups halved every 2048, read every 256.
  *
  * Rates are estimated per flow from what each flush sends: a sample per
  * 100 ms window, averaged with weight 1/4 (a time constant of ~400 ms).
@@ -58,7 +66,8 @@
 
 #define UW_FLOWREC_IDLE_NS	(2ull * 1000000000ull)
 #define UW_PRECISION_MIN_NS	10000ull
-#define UW_PRECISION_SAMPLES	256u
+#define UW_PRECISION_EVERY	256u	/* read the p99 every ... wake-ups */
+#define UW_PRECISION_HALVE	2048u	/* halve the counts beyond ... */
 
 /* ---- the plan ------------------------------------------------------------ */
 
@@ -121,14 +130,16 @@ void uw_pace_plan(const struct uw_pace_in *in, struct uw_pace_plan *out)
 			cap = min_u64(cap, cap_j);
 		}
 	}
-	if (out->refused) {
+	if (out->refused && !in->paced) {
 		out->mode = UW_PACE_DIRECT;
 		return;
 	}
 	out->quantum_ns = quantum_floor(min_u64(want, cap));
 	if (in->kernel) {
 		out->mode = UW_PACE_KERNEL;
-		out->offset_ns = min_u64(delay - p, UW_PACE_MAX_OFFSET_NS);
+		out->offset_ns = delay > p ? min_u64(delay - p, UW_PACE_MAX_OFFSET_NS) : 0;
+		if (out->offset_ns < out->quantum_ns)	/* degraded: no room */
+			out->offset_ns = out->quantum_ns;
 		out->lead_ns = min_u64(p, out->offset_ns - out->quantum_ns);
 		hold = out->offset_ns + p;
 	} else {
@@ -142,7 +153,8 @@ void uw_pace_plan(const struct uw_pace_in *in, struct uw_pace_plan *out)
 		out->hold_bytes = m->rate_bps / 8 * (hold / 1000) / 1000000;
 		if (out->hold_bytes > in->arena_room) {
 			out->refused |= UW_REFUSE_RATE;
-			out->mode = UW_PACE_DIRECT;
+			if (!in->paced)
+				out->mode = UW_PACE_DIRECT;
 		}
 	}
 }
@@ -164,17 +176,20 @@ void uw_pace_note_wake(struct uw_core *c, uint64_t late_ns)
 
 	uw_stats_note_late(&c->stats, late_ns);
 	c->late_recent[uw_late_bucket(late_ns)]++;
-	if (++c->late_samples < UW_PRECISION_SAMPLES)
+	if (++c->late_samples % UW_PRECISION_EVERY)
 		return;
 	p99 = uw_late_quantile_us(c->late_recent, 0.99) * UW_NSEC_PER_USEC;
 	atomic_store_explicit(&c->stats.precision_ns,
 			      p99 > UW_PRECISION_MIN_NS ? p99 : UW_PRECISION_MIN_NS,
 			      memory_order_relaxed);
+	if (c->late_samples < 2 * UW_PRECISION_HALVE)
+		return;
 	c->late_samples = 0;
 	for (unsigned int i = 0; i < UW_LATE_BUCKETS; i++) {
 		c->late_recent[i] /= 2;
 		c->late_samples += (uint32_t)c->late_recent[i];
 	}
+	c->late_samples -= c->late_samples % UW_PRECISION_EVERY;
 }
 
 /* ---- flow records ---------------------------------------------------------- */
@@ -392,13 +407,14 @@ void uw_flowrec_replan(struct uw_core *c, struct uw_flowrec *r, uint64_t now)
 		.default_delay_us = c->cfg.max_delay_us,
 		.interval_us = c->cfg.interval_us,
 		.kernel = r->kernel_ok,
+		.paced = r->plan.mode == UW_PACE_USER || r->plan.mode == UW_PACE_KERNEL,
 		.arena_room = budget > others ? budget - others : 0,
 	};
 
 	metrics_merge(&in.m, &r->rule_m, &r->sock->metrics);
 	r->m = in.m;
 	uw_pace_plan(&in, &r->plan);
-	r->reserved = r->plan.refused ? 0 : r->plan.hold_bytes;
+	r->reserved = r->plan.mode == UW_PACE_DIRECT ? 0 : r->plan.hold_bytes;
 	c->pace_reserved = others + r->reserved;
 	r->replan_ns = now + UW_PACE_REPLAN_NS;
 	if (r->plan.refused && (first || r->plan.refused != was)) {
@@ -408,11 +424,15 @@ void uw_flowrec_replan(struct uw_core *c, struct uw_flowrec *r, uint64_t now)
 		uw_stat_add(&c->stats.refusals, 1);
 		describe_refusal(c, r, why, sizeof(why));
 		uw_addr_format(flow_target(r->sock, &r->dest), dest, sizeof(dest));
+		const char *what = r->plan.mode == UW_PACE_DIRECT ?
+				   "its datagrams are sent directly, unbatched" :
+				   "paced at the finest quantum, the metrics not met";
+
 		if (!atomic_exchange(&warned, true))
-			uw_warn("fd %d to %s: %s; its datagrams are sent directly, unbatched "
-				"(later refusals: see the stats)", fd, dest, why);
+			uw_warn("fd %d to %s: %s; %s (later ones: see the stats)", fd, dest, why,
+				what);
 		else
-			uw_info("fd %d to %s: %s; sent directly", fd, dest, why);
+			uw_info("fd %d to %s: %s; %s", fd, dest, why, what);
 	}
 }
 

@@ -448,6 +448,8 @@ struct uw_pace_in {
 	uint32_t default_delay_us;	/* UDPWEAVE_MAX_DELAY_US */
 	uint32_t interval_us;		/* UDPWEAVE_INTERVAL_US, 0: unset */
 	bool kernel;			/* fq on the egress, a txtime backend */
+	bool paced;			/* paced already: stays paced, degraded,
+					 * if its metrics can no longer be met */
 	uint64_t arena_room;		/* bytes this flow may hold */
 };
 

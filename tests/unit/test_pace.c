@@ -176,6 +176,29 @@ static void admission(void **state)
 	assert_int_equal(plan.mode, UW_PACE_USER);
 }
 
+/* A flow paced already is not turned to direct sending by a worse
+ * precision: it stays paced at the finest quantum, reported as not met. */
+static void paced_flows_degrade_rather_than_go_direct(void **state)
+{
+	struct uw_pace_in in = { .m = { 5000000, 1000, 30000 }, .precision_ns = 2 * MS,
+				 .default_delay_us = 2000, .paced = true, .arena_room = 1u << 20 };
+
+	(void)state;
+	uw_pace_plan(&in, &plan);
+	assert_int_equal(plan.mode, UW_PACE_USER);
+	assert_int_equal(plan.refused, UW_REFUSE_JITTER);
+	assert_int_equal(plan.quantum_ns, UW_PACE_GRAIN_NS);
+	in.kernel = true;
+	in.m.delay_us = 1000;				/* D < 2 P */
+	uw_pace_plan(&in, &plan);
+	assert_int_equal(plan.mode, UW_PACE_KERNEL);
+	assert_int_equal(plan.refused, UW_REFUSE_DELAY);
+	assert_true(plan.offset_ns >= plan.quantum_ns + plan.lead_ns);
+	in.paced = false;				/* a new flow: refused */
+	uw_pace_plan(&in, &plan);
+	assert_int_equal(plan.mode, UW_PACE_DIRECT);
+}
+
 /* fq: handed over ahead, the departure time D - P after enqueue. */
 static void kernel_plan(void **state)
 {
@@ -340,6 +363,44 @@ static void refused_flows_go_direct(void **state)
 	core_done();
 }
 
+/* The machine gets slower: the paced flow stays paced (degraded), a new
+ * flow with the same budget is refused; both reported. */
+static void worse_precision_degrades_paced_flows(void **state)
+{
+	struct udpweave_metrics out;
+
+	(void)state;
+	core_with("10.0.0.0/8:jitter=1ms", &rec_ops);
+	send_at(1000 * MS, s1, 0x0a000001, 5000, 100, 1);
+	uw_core_get_metrics(&c, s1, &out);
+	assert_int_equal(out.pacing, UDPWEAVE_PACING_USER);
+	assert_int_equal(out.state & UDPWEAVE_STATE_ADMITTED, UDPWEAVE_STATE_ADMITTED);
+	atomic_store(&c.stats.precision_ns, 2 * MS);	/* measured: 2 ms late at p99 */
+	send_at(1200 * MS, s1, 0x0a000001, 5000, 100, 2);	/* replanned */
+	send_at(1200 * MS, s2, 0x0a000002, 5000, 100, 3);	/* a new flow */
+	uw_core_get_metrics(&c, s1, &out);
+	assert_int_equal(out.pacing, UDPWEAVE_PACING_USER);
+	assert_int_equal(out.interval_us, 50);
+	assert_true(out.state & UDPWEAVE_STATE_JITTER_TOO_LOW);
+	assert_false(out.state & UDPWEAVE_STATE_ADMITTED);
+	assert_int_equal(out.precision_us, 2000);
+	uw_core_get_metrics(&c, s2, &out);
+	assert_int_equal(out.pacing, UDPWEAVE_PACING_DIRECT);
+	assert_int_equal(atomic_load(&c.stats.refusals), 2);
+	assert_int_equal(atomic_load(&c.stats.direct_datagrams), 1);
+	/* faster again: both paced and met */
+	atomic_store(&c.stats.precision_ns, 50 * US);
+	send_at(1400 * MS, s1, 0x0a000001, 5000, 100, 4);
+	send_at(1400 * MS, s2, 0x0a000002, 5000, 100, 5);
+	uw_core_get_metrics(&c, s1, &out);
+	assert_true(out.state & UDPWEAVE_STATE_ADMITTED);
+	assert_int_equal(out.interval_us, 800);
+	uw_core_get_metrics(&c, s2, &out);
+	assert_int_equal(out.pacing, UDPWEAVE_PACING_USER);
+	assert_true(out.state & UDPWEAVE_STATE_ADMITTED);
+	core_done();
+}
+
 /* Metrics set on the socket override the rule field by field. */
 static void socket_metrics_override_rules(void **state)
 {
@@ -497,10 +558,12 @@ int main(void)
 		cmocka_unit_test(interval_override),
 		cmocka_unit_test(plans_keep_their_bounds),
 		cmocka_unit_test(admission),
+		cmocka_unit_test(paced_flows_degrade_rather_than_go_direct),
 		cmocka_unit_test(kernel_plan),
 		cmocka_unit_test(paced_release_times),
 		cmocka_unit_test(default_and_paced_side_by_side),
 		cmocka_unit_test(refused_flows_go_direct),
+		cmocka_unit_test(worse_precision_degrades_paced_flows),
 		cmocka_unit_test(socket_metrics_override_rules),
 		cmocka_unit_test(kernel_pacing_departure_times_and_runs),
 		cmocka_unit_test(no_fq_no_txtime),
