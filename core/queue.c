@@ -692,8 +692,9 @@ static ssize_t queue_default(struct uw_core *c, struct uw_sock *s, const struct 
 	for (;;) {
 		stg = &c->stage[c->active];
 		was_empty = !stg->ndgrams;
+		/* the clock only for a stage's first datagram */
 		if (rec ? !uw_stage_add_paced(stg, s, dest, m->iov, m->iovlen, m->len,
-					      c->sys->now_ns(), 0, rec)
+					      was_empty ? c->sys->now_ns() : 0, 0, rec)
 			: !uw_stage_add(stg, s, dest, m->iov, m->iovlen, m->len, c->sys->now_ns))
 			break;
 		pthread_mutex_unlock(&c->qlock);
@@ -770,9 +771,12 @@ static ssize_t send_paced(struct uw_core *c, struct uw_sock *s, const struct uw_
 	if (!rec || rec->plan.mode == UW_PACE_NONE)
 		return queue_default(c, s, m, dest, rec, cs);
 	if (rec->plan.mode == UW_PACE_DIRECT) {
+		bool queued = rec->queued;
+
 		pthread_mutex_unlock(&c->qlock);
 		core_leave(cs);
-		uw_core_flush_sock(c, s, UW_FLUSH_BARRIER);
+		if (queued)	/* the flow's own earlier datagrams first */
+			uw_core_flush_sock(c, s, UW_FLUSH_BARRIER);
 		uw_stat_add(&c->stats.direct_datagrams, 1);
 		return UW_PASS;
 	}

@@ -61,6 +61,13 @@ class Pair:
         self.tx, self.rx = f"uwt-pc-tx-{tag}", f"uwt-pc-rx-{tag}"
         self.txdev, self.rxdev = f"uwpt{tag}"[:15], f"uwpr{tag}"[:15]
         self.made = []
+        try:
+            self._setup()
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self):
         for ns in (self.tx, self.rx):
             r = sh("ip", "netns", "add", ns, check=False)
             if r.returncode:
