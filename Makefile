@@ -46,7 +46,7 @@ BENCH_SRC   := $(wildcard bench/*.c)
 BENCH_BIN   := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 BENCH_SO    := $(patsubst bench/so/%.c,$(B)/bench/lib%.so,$(wildcard bench/so/*.c))
 
-.PHONY: all lib tools unit integration test deps asan tsan bench bench-quick bench-full demo clean \
+.PHONY: all lib tools unit integration test deps asan tsan bench bench-quick bench-full bench-pacing demo clean \
 	cli install uninstall FORCE
 
 all: lib tools cli
@@ -182,6 +182,11 @@ bench-quick: deps all
 
 bench-full: deps all
 	/usr/bin/python3 bench/run_bench.py --build $(abspath $(B)) --full --perf $(BENCH_ARGS)
+
+# Paced streams (issue 6): bench/results/pacing.{json,md}; e.g.
+# make bench-pacing BENCH_ARGS="--backends mmsg,uring --rt"
+bench-pacing: deps all
+	/usr/bin/python3 bench/pacing_bench.py --build $(abspath $(B)) $(BENCH_ARGS)
 
 demo: deps all
 	bash scripts/demo.sh $(abspath $(B))

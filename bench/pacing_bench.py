@@ -77,6 +77,8 @@ def parse_args():
                     help='sender on CPU 0, receiver on CPU 1 (default: unpinned)')
     ap.add_argument('--napi', action='store_true',
                     help='threaded NAPI on the receiving veth (default: inline receive)')
+    ap.add_argument('--report', metavar='JSON',
+                    help='only write the markdown of a stored result again')
     return ap.parse_args()
 
 
@@ -272,6 +274,14 @@ def markdown(res):
 
 def main():
     args = parse_args()
+    if args.report:
+        with open(args.report) as f:
+            res = json.load(f)
+        md = '\n'.join(markdown(res)) + '\n'
+        with open(os.path.join(HERE, 'results', res['name'] + '.md'), 'w') as f:
+            f.write(md)
+        print(md)
+        return
     build = os.path.abspath(args.build)
     args.build = build
     for f in ('libudpweave.so', 'tests/uw_pacer', 'tests/uw_ts_sink'):
@@ -327,10 +337,10 @@ def main():
                'is not measured here.' if not fq_available() else
                'fq exists on this kernel, but the veth carries pfifo here: user-space pacing.',
                'mmsg sends one sendmmsg per socket per quantum: with one socket per stream '
-               'and a datagram every %d us, a %s us quantum holds about one datagram per '
-               'socket, so mmsg cannot reach 1/10; a backend that batches across sockets '
-               '(uring, packet) makes one call per quantum: run with --backends uring,packet.'
-               % (interval_us, 'Q'),
+               'and a datagram every %d us, a quantum within the %d us jitter budget holds '
+               'at most one datagram per socket, so mmsg cannot reach 1/10; a backend that '
+               'batches across sockets (uring, packet) makes one call per quantum: run with '
+               '--backends uring,packet.' % (interval_us, args.jitter_us),
                'IAT jitter in user space is bounded by the quantum (less than the jitter '
                'budget less the flush thread\'s precision), not by 200 us: the 200 us target '
                'needs departure times (fq) or a quantum near 200 us.',
