@@ -20,7 +20,8 @@ BASE     := -std=gnu11 -g $(OPT) $(WARN) $(SAN) -D_GNU_SOURCE -Iinclude -Icore -
 LIBFLAGS := $(BASE) -fPIC -fvisibility=hidden -pthread
 PYTEST   ?= pytest-3
 
-CORE_SRC    := core/config.c core/fdtable.c core/queue.c core/batch.c core/sched.c core/stats.c core/log.c
+CORE_SRC    := core/config.c core/rules.c core/fdtable.c core/queue.c core/batch.c core/sched.c \
+               core/pace.c core/egress.c core/stats.c core/log.c
 BACKEND_SRC := backend/registry.c backend/common.c backend/mmsg.c backend/passthrough.c backend/route.c \
 	       backend/packet.c backend/resolve.c backend/ring.c
 PRELOAD_SRC := preload/symbols.c preload/fd.c preload/send.c preload/process.c preload/live.c
@@ -46,7 +47,7 @@ BENCH_SRC   := $(wildcard bench/*.c)
 BENCH_BIN   := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 BENCH_SO    := $(patsubst bench/so/%.c,$(B)/bench/lib%.so,$(wildcard bench/so/*.c))
 
-.PHONY: all lib tools unit integration test deps asan tsan bench bench-quick bench-full demo clean \
+.PHONY: all lib tools unit integration test deps asan tsan bench bench-quick bench-full bench-pacing demo clean \
 	cli install uninstall FORCE
 
 all: lib tools cli
@@ -106,8 +107,8 @@ $(B)/tests/unit/test_%: tests/unit/test_%.c tests/unit/helpers.h $(UNIT_LIB) $(H
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 VERSION  ?= 0.1.0
-CLI_SRC  := $(wildcard cli/*.c)
-CLI_HDR  := $(wildcard cli/*.h) include/udpweave_stats.h
+CLI_SRC  := $(wildcard cli/*.c) core/egress.c
+CLI_HDR  := $(wildcard cli/*.h) include/udpweave_stats.h core/egress.h
 CLI_LIBS := -lcap -lmnl
 
 cli: $(B)/udpweave
@@ -119,7 +120,7 @@ $(B)/cli.flags: FORCE
 
 $(B)/udpweave: $(CLI_SRC) $(CLI_HDR) $(B)/cli.flags
 	@$(if $(Q),echo "  CC      $@")
-	$(Q)$(CC) -std=gnu11 -g $(OPT) $(WARN) $(SAN) -D_GNU_SOURCE -Iinclude \
+	$(Q)$(CC) -std=gnu11 -g $(OPT) $(WARN) $(SAN) -D_GNU_SOURCE -Iinclude -Icore \
 		-DUW_VERSION='"$(VERSION)"' -DUW_LIBDIR='"$(PREFIX)/lib/udpweave"' \
 		$(CFLAGS) $(CLI_SRC) -o $@ $(CLI_LIBS)
 
@@ -182,6 +183,11 @@ bench-quick: deps all
 
 bench-full: deps all
 	/usr/bin/python3 bench/run_bench.py --build $(abspath $(B)) --full --perf $(BENCH_ARGS)
+
+# Paced streams (issue 6): bench/results/pacing.{json,md}; e.g.
+# make bench-pacing BENCH_ARGS="--backends mmsg,uring --rt"
+bench-pacing: deps all
+	/usr/bin/python3 bench/pacing_bench.py --build $(abspath $(B)) $(BENCH_ARGS)
 
 demo: deps all
 	bash scripts/demo.sh $(abspath $(B))

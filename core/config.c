@@ -73,7 +73,7 @@ static const struct uw_var uw_vars[] = {
 	{ "MAX_DELAY_US", "microseconds, 0..10000000" },
 	{ "INTERVAL_US",  "microseconds, 1..10000000" },
 	{ "ARENA_KB",     "kilobytes, 256..1048576" },
-	{ "RULES",        "destination rules (not supported by this version)" },
+	{ "RULES",        "destination rules" },
 	{ "STATS",        "a file path or 'stderr'" },
 	{ "LOG",          "one of error, warn, info, debug" },
 	{ "DISABLE",      "0 or 1" },
@@ -105,7 +105,7 @@ static int parse_bool(const char *s, bool *out)
 	return 0;
 }
 
-static int apply(struct uw_config *cfg, size_t var, const char *v)
+static int apply(struct uw_config *cfg, size_t var, const char *v, char *why, size_t whylen)
 {
 	uint32_t u;
 
@@ -114,7 +114,7 @@ static int apply(struct uw_config *cfg, size_t var, const char *v)
 	case 1: return parse_u32(v, 0, 10000000, &cfg->max_delay_us);
 	case 2: return parse_u32(v, 1, 10000000, &cfg->interval_us);
 	case 3: return parse_u32(v, 256, 1048576, &cfg->arena_kb);
-	case 4: return *v ? -EINVAL : 0;
+	case 4: return uw_rules_parse(v, cfg->rules, &cfg->nrules, why, whylen);
 	case 5: return parse_stats(v, cfg->stats_path, sizeof(cfg->stats_path));
 	case 6: return parse_level(v, &cfg->log_level);
 	case 7:
@@ -148,6 +148,7 @@ static int find_var(const char *name, size_t namelen)
 int uw_config_parse(struct uw_config *cfg, char *const *env, char *msg, size_t msglen)
 {
 	const size_t plen = strlen(UW_ENV_PREFIX);
+	char why[200];
 
 	uw_config_defaults(cfg);
 	if (msglen)
@@ -164,10 +165,12 @@ int uw_config_parse(struct uw_config *cfg, char *const *env, char *msg, size_t m
 				 (int)(eq - e), e);
 			continue;
 		}
-		if (apply(cfg, (size_t)var, eq + 1)) {
+		why[0] = '\0';
+		if (apply(cfg, (size_t)var, eq + 1, why, sizeof(why))) {
 			snprintf(msg, msglen,
-				 "%s" "%s=%.64s: expected %s; running in passthrough (every send goes straight to the kernel)",
-				 UW_ENV_PREFIX, uw_vars[var].name, eq + 1, uw_vars[var].expect);
+				 "%s" "%s=%.64s: %s%s; running in passthrough (every send goes straight to the kernel)",
+				 UW_ENV_PREFIX, uw_vars[var].name, eq + 1, why[0] ? "" : "expected ",
+				 why[0] ? why : uw_vars[var].expect);
 			goto bad;
 		}
 	}

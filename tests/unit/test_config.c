@@ -3,7 +3,7 @@
 #include "helpers.h"
 
 static struct uw_config cfg;
-static char msg[320];
+static char msg[512];
 
 static int parse(char *const *env)
 {
@@ -99,7 +99,8 @@ static void bad_values(void **state)
 	expect_bad("UDPWEAVE_LOG=loud");
 	expect_bad("UDPWEAVE_DISABLE=yes");
 	expect_bad("UDPWEAVE_STATS=");
-	expect_bad("UDPWEAVE_RULES=10.0.0.0/8:rate=8M");
+	expect_bad("UDPWEAVE_RULES=10.0.0.0/8:rate=8Mbit");
+	expect_bad("UDPWEAVE_RULES=10.0.0.0/8");
 	expect_bad("UDPWEAVE_RT_PRIORITY=100");
 	expect_bad("UDPWEAVE_INTERLEAVE=round-robin");
 	expect_bad("UDPWEAVE_INTERLEAVE=burst:");
