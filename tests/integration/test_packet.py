@@ -20,7 +20,6 @@ that they stay REACHABLE: a test that wants a resolution deletes one.
 """
 import json
 import os
-import pathlib
 import re
 import shutil
 import signal
@@ -29,8 +28,9 @@ import time
 
 import pytest
 
-from conftest import (PRELOAD, ProcessSet, assert_delivered, child_env, require_shim,
-                      sender_summaries, tool, udpweave_lines, Run)
+import media
+from conftest import (PRELOAD, SAN_RUNTIME, Run, assert_delivered, child_env, require_shim,
+                      sender_summaries, tool, udpweave_lines)
 
 PID = os.getpid()
 NS = {k: f"uwp{PID}{k}" for k in "abc"}
@@ -731,3 +731,101 @@ def test_gso_frames_deliver_everything(net, procs, tmp_path):
     assert st["datagrams_out"] == 4 * count, msg
     assert p["gso_frames"] > 0, msg
     assert p["frames"] < 4 * count, msg       # fewer frames than datagrams
+
+
+# --------------------------------------------------------------------------
+# a real server: GStreamer's multiudpsink
+
+# Binds UDP ports on one address, prints READY, then collects every datagram
+# until 1 s without data (or 30 s); prints {port: [[len, RTP seq, sha1], ...]}.
+RTP_SINK = r"""
+import hashlib, json, selectors, socket, sys, time
+host, n = sys.argv[1], int(sys.argv[2])
+sel, socks = selectors.DefaultSelector(), []
+for _ in range(n):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)
+    s.bind((host, 0))
+    s.setblocking(False)
+    sel.register(s, selectors.EVENT_READ)
+    socks.append(s)
+got = {s.getsockname()[1]: [] for s in socks}
+print("READY " + " ".join(map(str, got)), flush=True)
+end, last = time.monotonic() + 30, None
+while time.monotonic() < end and (last is None or time.monotonic() - last < 1.0):
+    for key, _ in sel.select(0.1):
+        while True:
+            try:
+                d = key.fileobj.recv(65536)
+            except BlockingIOError:
+                break
+            seq = d[2] << 8 | d[3] if len(d) >= 4 else -1
+            got[key.fileobj.getsockname()[1]].append([len(d), seq, hashlib.sha1(d).hexdigest()])
+            last = time.monotonic()
+print(json.dumps(got), flush=True)
+"""
+
+
+class RtpSink:
+    def __init__(self, procs, ns, host, n):
+        self.host = host
+        self.proc = procs.popen(in_ns(ns, "/usr/bin/python3", "-c", RTP_SINK, host, n),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=child_env())
+        line = self.proc.stdout.readline()
+        assert line.startswith("READY"), "RTP sink failed: " + self.proc.stderr.read()
+        self.ports = [int(p) for p in line.split()[1:]]
+
+    def finish(self):
+        try:
+            out, err = self.proc.communicate(timeout=40)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError("RTP sink did not finish")
+        assert self.proc.returncode == 0, err
+        return {int(k): v for k, v in json.loads(out.strip().splitlines()[-1]).items()}
+
+
+GST_BUFFERS = 50        # of 1024 samples at 48 kHz, live: about 1 s
+
+
+def test_gstreamer_multiudpsink_through_the_ring(net, procs, tmp_path):
+    """A real server under the shim: GStreamer's multiudpsink sends an RTP
+    stream (live audio, rtpL16pay) to 8 clients in B and 4 in C behind the
+    gateway. Every client gets the same datagrams, RTP sequence numbers
+    without a gap, and every datagram was a ring frame."""
+    missing = media.have("gst-launch-1.0")
+    if missing:
+        pytest.skip(f"{missing} not installed (gstreamer1.0-tools)")
+    for e in ("audiotestsrc", "rtpL16pay", "multiudpsink"):
+        if subprocess.run(["gst-inspect-1.0", "--exists", e], env=child_env()).returncode:
+            pytest.skip(f"GStreamer element {e} missing (gstreamer1.0-plugins-base/-good)")
+    if any("libtsan" in p for p in SAN_RUNTIME):
+        pytest.skip("ThreadSanitizer reports races inside GStreamer even without the "
+                    "library (see test_servers.py)")
+    sinks = [RtpSink(procs, "b", B4, 8), RtpSink(procs, "c", C4, 4)]
+    clients = ",".join(f"{s.host}:{p}" for s in sinks for p in s.ports)
+    argv = ["gst-launch-1.0", "-q", "audiotestsrc", "is-live=true",
+            f"num-buffers={GST_BUFFERS}", "samplesperbuffer=1024", "!",
+            "audio/x-raw,format=S16BE,rate=48000,channels=2", "!", "rtpL16pay", "mtu=1400",
+            "!", "multiudpsink", "sync=true", f"clients={clients}"]
+    r = ns_run("a", argv, shim_env(tmp_path), timeout=60)
+    assert r.rc == 0, r.describe()
+    got = {}
+    for s in sinks:
+        got.update(s.finish())
+    stats = [st for st in stats_files(tmp_path) if st["datagrams_in"]]
+    assert len(stats) == 1, "one process of gst-launch sent"
+    st = stats[0]
+    msg = f"{r.describe()}\n{describe_stats(st)}"
+    first = got[sinks[0].ports[0]]
+    assert len(first) >= 3 * GST_BUFFERS, msg      # 4096 B per buffer, mtu 1400
+    problems = media.rtp_seq_problems([d[1] for d in first], "client 0")
+    assert not problems, problems
+    for port, dgrams in got.items():
+        assert dgrams == first, f"client {port}: {len(dgrams)} datagrams, " \
+                                f"client {sinks[0].ports[0]}: {len(first)}"
+    assert st["datagrams_out"] == st["datagrams_in"] == 12 * len(first), msg
+    assert fallbacks(st) == {}, msg
+    assert pkt(st)["frames"] == st["datagrams_out"], msg
+    assert st["backend_counters"]["mmsg"]["sendmmsg_calls"] == 0, msg
