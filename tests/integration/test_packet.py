@@ -404,6 +404,36 @@ def test_every_send_path_goes_through_the_ring(net, procs, tmp_path, mode, conne
         assert rx["flows"][fid]["ttl"] == (64 if f["dest_index"] < 2 else 63), rx["flows"][fid]
 
 
+@pytest.mark.parametrize("bypass", [0, 1], ids=["qdisc", "qdisc_bypass"])
+def test_threads_and_batches_larger_than_the_ring(net, procs, tmp_path, bypass):
+    """4 threads with their own connected sockets (every send path), small
+    datagrams and a 512 KiB arena: a batch holds more datagrams than the
+    ring has frames (1.5 KiB each), so the ring is kicked and reused within
+    a batch, and flushes come from the sending threads as well as the flush
+    thread. With and without PACKET_QDISC_BYPASS: nothing lost, in order."""
+    count = 5000
+    rb = NsReceiver(procs, tmp_path, "b", [f"{B4}:0", f"[{B6}]:0"], expect=8 * count)
+    args = [tool("uw_sender"), "--count", count, "--sizes", "29,40,28,64", "--mode", "mixed",
+            "--connected", "--threads", 4, "--dest", rb.addr(0), "--dest", rb.addr(1)]
+    env = shim_env(tmp_path, {"UDPWEAVE_ARENA_KB": 512,
+                              "UDPWEAVE_PACKET_QDISC_BYPASS": bypass})
+    r = ns_run("a", args, env)
+    sums = sender_summaries(r)
+    rx = rb.finish()
+    assert_delivered(rx, sums, r.describe(), ports=rb.ports)
+    assert_source_ports(rx, sums)
+    (st,) = stats_files(tmp_path)
+    msg = f"{r.describe()}\n{describe_stats(st)}"
+    n = sent_total(sums)
+    assert st["datagrams_out"] == n and pkt(st)["frames"] == n, msg
+    assert fallbacks(st) == {}, msg
+    frames_in_ring = pkt(st)["ring_bytes"] // 1536      # at least 1.5 KiB a frame
+    assert n > 3 * frames_in_ring, msg
+    # more kicks than batches: the ring filled within a batch
+    assert pkt(st)["kicks"] > st["batches"], msg
+    assert st["flushes_by_reason"]["arena_full"] > 0, msg     # inline, by a sender
+
+
 # --------------------------------------------------------------------------
 # 2. on the wire: checksums, source port, TTL/TOS, DF, MACs
 
