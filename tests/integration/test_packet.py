@@ -612,6 +612,35 @@ def test_neighbour_deleted_mid_stream_is_resolved_again(net, procs, tmp_path):
     assert max(back.values()) < NEIGH_NOTICE_S, f"neighbours back only after {back} s"
 
 
+def test_unresolved_next_hop_is_resolved_by_the_first_datagram(net, procs, tmp_path):
+    """No neighbour entry for B (the next hop of all four flows) when the
+    sender starts: each flow's first datagram goes through its socket, the
+    kernel resolves B from it, the rest are ring frames; none is dropped,
+    the order holds."""
+    count = 300
+    for addr in (B4, B6):
+        sh("ip", "-n", NS["a"], "neigh", "del", addr, "dev", DEV["a0"])
+        assert not net.neigh_state("a", "a0", addr), f"{addr} still known"
+    rb, rc, dests = four_receivers(procs, tmp_path, expect_per_flow=count)
+    args = [tool("uw_sender"), "--count", count, "--sizes", ",".join(map(str, SIZES))]
+    for d in dests:
+        args += ["--dest", d]
+    r = ns_run("a", args, shim_env(tmp_path))
+    sums = sender_summaries(r)
+    rx = merge_reports([rb.finish(), rc.finish()])
+    assert_delivered(rx, sums, r.describe(), ports=rb.ports + rc.ports)
+    (st,) = stats_files(tmp_path)
+    p, msg = pkt(st), describe_stats(st)
+    fb = fallbacks(st)
+    assert set(fb) <= {"neighbour_refresh", "unresolved_neighbour"}, msg
+    # every flow's first datagram, at least
+    assert fb.get("neighbour_refresh", 0) == p["neighbour_triggers"] >= 4, msg
+    assert p["frames"] + sum(fb.values()) == st["datagrams_out"] == 4 * count, msg
+    assert p["frames"] > 0, msg
+    for addr in (B4, B6):
+        assert "REACHABLE" in net.neigh_state("a", "a0", addr), addr
+
+
 # --------------------------------------------------------------------------
 # 5. without CAP_NET_RAW
 
