@@ -120,11 +120,14 @@ class Topology:
     def resolve_neighbours(self):
         """Next hops of A (B, both families) and of B towards C: REACHABLE.
         One datagram from the namespace's own stack (no shim) makes the
-        kernel resolve; then poll, bounded."""
+        kernel resolve; then poll, bounded. (The module's neighbour entries
+        stay REACHABLE for 10 minutes: base_reachable_time_ms.)"""
         hops = (("a", "a0", B4), ("a", "a0", B6), ("b", "b1", C4), ("b", "b1", C6))
         for ns, dev, addr in hops:
             if {"REACHABLE", "PERMANENT"} & set(self.neigh_state(ns, dev, addr)):
                 continue
+            # a STALE/DELAY entry would wait for its probe: start afresh
+            sh("ip", "-n", NS[ns], "neigh", "flush", "to", addr, "dev", DEV[dev], check=False)
             fam = "AF_INET6" if ":" in addr else "AF_INET"
             sh(*in_ns(ns, "/usr/bin/python3", "-c",
                       f"import socket; socket.socket(socket.{fam}, socket.SOCK_DGRAM)"
@@ -639,6 +642,39 @@ def test_unresolved_next_hop_is_resolved_by_the_first_datagram(net, procs, tmp_p
     assert p["frames"] > 0, msg
     for addr in (B4, B6):
         assert "REACHABLE" in net.neigh_state("a", "a0", addr), addr
+
+
+@pytest.mark.parametrize("state", ["absent", "stale"])
+def test_neighbour_refresh_with_one_datagram_in_the_flow(net, procs, tmp_path, state):
+    """A flow with a single datagram in its batch (a low-rate stream, an RTCP
+    report) whose next hop is unknown or STALE: that datagram is the one
+    sent through the socket to make the kernel resolve or confirm B; it
+    must not be sent a second time, nor counted as anything else."""
+    for addr in (B4, B6):
+        if state == "absent":
+            sh("ip", "-n", NS["a"], "neigh", "del", addr, "dev", DEV["a0"])
+        else:
+            sh("ip", "-n", NS["a"], "neigh", "change", addr, "lladdr", net.mac["b0"],
+               "dev", DEV["a0"], "nud", "stale")
+            assert "STALE" in net.neigh_state("a", "a0", addr)
+    rb, rc, dests = four_receivers(procs, tmp_path, expect_per_flow=1)
+    args = [tool("uw_sender"), "--count", 1, "--sizes", "200"]
+    for d in dests:
+        args += ["--dest", d]
+    r = ns_run("a", args, shim_env(tmp_path))
+    sums = sender_summaries(r)
+    rx = merge_reports([rb.finish(), rc.finish()])
+    assert_delivered(rx, sums, r.describe(), ports=rb.ports + rc.ports)
+    (st,) = stats_files(tmp_path)
+    p, msg = pkt(st), describe_stats(st)
+    assert fallbacks(st) == {"neighbour_refresh": 4}, msg
+    assert p["neighbour_triggers"] == 4 and p["frames"] == 0, msg
+    assert st["datagrams_out"] == 4, msg
+    # the kernel saw traffic through its neighbour entry: resolved, or (from
+    # STALE) waiting to confirm it (DELAY, PROBE)
+    for addr in (B4, B6):
+        got = net.neigh_state("a", "a0", addr)
+        assert {"REACHABLE", "DELAY", "PROBE"} & set(got), (addr, got)
 
 
 # --------------------------------------------------------------------------
