@@ -1023,6 +1023,13 @@ static int pkt_send_batch(struct uw_backend *be, struct uw_batch *b)
 			l->e->expiry_ns = 0;
 			l->e = lookup_flow(p, be, r->sock, r->dest, now);
 			l->ring = l->e->fb == UW_PKT_FB__COUNT;
+			/* as above: a datagram above the MTU keeps the flow off */
+			for (uint32_t k = l->first; l->ring; k = p->next_run[k]) {
+				if (b->runs[k].seg_size > l->e->max_payload)
+					l->ring = false;
+				if (k == l->last)
+					break;
+			}
 		}
 		l->e->refresh = false;
 		if (l->seg >= r->nseg) {
