@@ -733,6 +733,29 @@ def test_local_destinations_and_large_datagrams_fall_back(net, procs, tmp_path):
     assert st["datagrams_out"] == 6 * count, msg
 
 
+def test_large_datagrams_of_a_flow_whose_next_hop_was_just_resolved(net, procs, tmp_path):
+    """The flow's next hop is unknown at its first batch, which also holds
+    3000-byte datagrams: once the first datagram has made the kernel resolve
+    B, the flow is resolved again, and must still keep what exceeds the MTU
+    off the ring (a ring frame holds one MTU)."""
+    count = 40
+    for addr in (B4, B6):
+        sh("ip", "-n", NS["a"], "neigh", "del", addr, "dev", DEV["a0"])
+    rb = NsReceiver(procs, tmp_path, "b", [f"{B4}:0", f"[{B6}]:0"], expect=2 * count)
+    args = [tool("uw_sender"), "--count", count, "--sizes", "1316,3000",
+            "--dest", rb.addr(0), "--dest", rb.addr(1)]
+    r = ns_run("a", args, shim_env(tmp_path))
+    sums = sender_summaries(r)
+    rx = rb.finish()
+    assert_delivered(rx, sums, r.describe(), sizes=[1316, 3000])
+    (st,) = stats_files(tmp_path)
+    p, msg = pkt(st), describe_stats(st)
+    fb = fallbacks(st)
+    assert set(fb) <= {"above_mtu", "neighbour_refresh", "unresolved_neighbour"}, msg
+    assert fb.get("above_mtu", 0) >= count - 2, msg     # the 3000-byte ones, but triggers
+    assert p["frames"] + sum(fb.values()) == 2 * count, msg
+
+
 # --------------------------------------------------------------------------
 # 7. interleaving, fork
 
