@@ -733,6 +733,33 @@ def test_local_destinations_and_large_datagrams_fall_back(net, procs, tmp_path):
     assert st["datagrams_out"] == 6 * count, msg
 
 
+@pytest.mark.parametrize("family,fits", [(4, 1472), (6, 1452)], ids=["ipv4", "ipv6"])
+def test_full_mtu_datagrams_are_frames_one_byte_more_falls_back(net, procs, tmp_path,
+                                                                 family, fits):
+    """The boundary of the MTU check (1500 - IP - UDP headers): datagrams
+    of exactly that size are ring frames, one byte more and the flow goes
+    through its socket (above_mtu); both delivered, directly and through
+    the gateway."""
+    count = 50
+    host_b, host_c = (B4, C4) if family == 4 else (f"[{B6}]", f"[{C6}]")
+    rb = NsReceiver(procs, tmp_path, "b", [f"{host_b}:0"], expect=2 * count)
+    rc = NsReceiver(procs, tmp_path, "c", [f"{host_c}:0"], expect=2 * count)
+    got = {}
+    for size in (fits, fits + 1):
+        tag = f"s{size}"
+        args = [tool("uw_sender"), "--count", count, "--sizes", size, "--flow-base", size * 10,
+                "--dest", rb.addr(0), "--dest", rc.addr(0)]
+        r = ns_run("a", args, shim_env(tmp_path, tag=tag))
+        got[size] = (r, sender_summaries(r), stats_files(tmp_path, tag)[0])
+    rx = merge_reports([rb.finish(), rc.finish()])
+    assert_delivered(rx, got[fits][1] + got[fits + 1][1], got[fits][0].describe())
+    st = got[fits][2]
+    assert fallbacks(st) == {} and pkt(st)["frames"] == 2 * count, describe_stats(st)
+    st = got[fits + 1][2]
+    assert fallbacks(st) == {"above_mtu": 2 * count}, describe_stats(st)
+    assert pkt(st)["frames"] == 0, describe_stats(st)
+
+
 def test_large_datagrams_of_a_flow_whose_next_hop_was_just_resolved(net, procs, tmp_path):
     """The flow's next hop is unknown at its first batch, which also holds
     3000-byte datagrams: once the first datagram has made the kernel resolve
