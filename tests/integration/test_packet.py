@@ -418,7 +418,9 @@ def test_threads_and_batches_larger_than_the_ring(net, procs, tmp_path, bypass):
     rb = NsReceiver(procs, tmp_path, "b", [f"{B4}:0", f"[{B6}]:0"], expect=8 * count)
     args = [tool("uw_sender"), "--count", count, "--sizes", "29,40,28,64", "--mode", "mixed",
             "--connected", "--threads", 4, "--dest", rb.addr(0), "--dest", rb.addr(1)]
-    env = shim_env(tmp_path, {"UDPWEAVE_ARENA_KB": 512,
+    # batches bounded by the arena, not by the delay (however slow the
+    # senders, e.g. under ThreadSanitizer)
+    env = shim_env(tmp_path, {"UDPWEAVE_ARENA_KB": 512, "UDPWEAVE_MAX_DELAY_US": 500000,
                               "UDPWEAVE_PACKET_QDISC_BYPASS": bypass})
     r = ns_run("a", args, env)
     sums = sender_summaries(r)
@@ -636,8 +638,9 @@ def test_unresolved_next_hop_is_resolved_by_the_first_datagram(net, procs, tmp_p
     p, msg = pkt(st), describe_stats(st)
     fb = fallbacks(st)
     assert set(fb) <= {"neighbour_refresh", "unresolved_neighbour"}, msg
-    # every flow's first datagram, at least
-    assert fb.get("neighbour_refresh", 0) == p["neighbour_triggers"] >= 4, msg
+    # the first flow to each next hop (B4, B6) at least; the others too if
+    # they were in the same batch
+    assert fb.get("neighbour_refresh", 0) == p["neighbour_triggers"] >= 2, msg
     assert p["frames"] + sum(fb.values()) == st["datagrams_out"] == 4 * count, msg
     assert p["frames"] > 0, msg
     for addr in (B4, B6):
@@ -667,8 +670,11 @@ def test_neighbour_refresh_with_one_datagram_in_the_flow(net, procs, tmp_path, s
     assert_delivered(rx, sums, r.describe(), ports=rb.ports + rc.ports)
     (st,) = stats_files(tmp_path)
     p, msg = pkt(st), describe_stats(st)
-    assert fallbacks(st) == {"neighbour_refresh": 4}, msg
-    assert p["neighbour_triggers"] == 4 and p["frames"] == 0, msg
+    # the first flow to each next hop (B4, B6) triggers; so do the others if
+    # they were in the same batch, else they find B resolved: ring frames
+    n = p["neighbour_triggers"]
+    assert 2 <= n <= 4 and fallbacks(st) == {"neighbour_refresh": n}, msg
+    assert p["frames"] == 4 - n, msg
     assert st["datagrams_out"] == 4, msg
     # the kernel saw traffic through its neighbour entry: resolved, or (from
     # STALE) waiting to confirm it (DELAY, PROBE)
