@@ -796,6 +796,17 @@ static bool wait_neighbour(struct pkt_priv *p, struct uw_backend *be, struct pkt
 	return false;
 }
 
+/* How many datagrams of run i (of nseg) lane l has sent already (a
+ * neighbour trigger): everything before its cursor (run, seg). A lane's runs
+ * are chained in batch order, and the trigger may have moved the cursor
+ * past the first run, or past the last (run UINT32_MAX). */
+static uint32_t lane_sent(const struct pkt_lane *l, uint32_t i, uint32_t nseg)
+{
+	if (l->run == UINT32_MAX || i < l->run)
+		return nseg;
+	return i == l->run ? l->seg : 0;
+}
+
 /* Send what goes through the sockets: the runs of lanes not on the ring,
  * from their cursor on, grouped by socket as the batch had them. */
 static void send_fallback(struct pkt_priv *p, struct uw_backend *be, struct uw_batch *b)
@@ -812,7 +823,8 @@ static void send_fallback(struct pkt_priv *p, struct uw_backend *be, struct uw_b
 
 			if (l->ring)
 				continue;
-			for (uint32_t sg = i == l->first ? l->seg : 0; sg < b->runs[i].nseg; sg++)
+			for (uint32_t sg = lane_sent(l, (uint32_t)i, b->runs[i].nseg);
+			     sg < b->runs[i].nseg; sg++)
 				send_one(be, &b->runs[i], sg);
 		}
 		return;
@@ -824,7 +836,7 @@ static void send_fallback(struct pkt_priv *p, struct uw_backend *be, struct uw_b
 		for (size_t k = 0; k < grp->nruns; k++) {
 			struct uw_run *r = &grp->runs[k];
 			struct pkt_lane *l = &p->lanes[r->flow];
-			uint32_t skip = (uint32_t)(r - b->runs) == l->first ? l->seg : 0;
+			uint32_t skip = lane_sent(l, (uint32_t)(r - b->runs), r->nseg);
 
 			if (l->ring || skip >= r->nseg)
 				continue;
@@ -1032,6 +1044,13 @@ static int pkt_send_batch(struct uw_backend *be, struct uw_batch *b)
 			l->e->expiry_ns = 0;
 			l->e = lookup_flow(p, be, r->sock, r->dest, now);
 			l->ring = l->e->fb == UW_PKT_FB__COUNT;
+			/* as above: a datagram above the MTU keeps the flow off */
+			for (uint32_t k = l->first; l->ring; k = p->next_run[k]) {
+				if (b->runs[k].seg_size > l->e->max_payload)
+					l->ring = false;
+				if (k == l->last)
+					break;
+			}
 		}
 		l->e->refresh = false;
 		if (l->seg >= r->nseg) {
@@ -1054,11 +1073,10 @@ static int pkt_send_batch(struct uw_backend *be, struct uw_batch *b)
 			uint64_t n = 0;
 
 			for (uint32_t k = (uint32_t)i;; k = p->next_run[k]) {
-				n += b->runs[k].nseg;
+				n += b->runs[k].nseg - lane_sent(l, k, b->runs[k].nseg);
 				if (k == l->last)
 					break;
 			}
-			n -= l->seg;
 			count_fallback(be->stats, l->e->fb == UW_PKT_FB__COUNT ? UW_PKT_FB_OVERSIZE
 									    : l->e->fb, n);
 			continue;
