@@ -25,6 +25,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <linux/if_arp.h>
 #include <linux/if_ether.h>
 #include <linux/neighbour.h>
@@ -49,7 +51,6 @@
 #define UW_PKT_CACHE		1024u		/* flow entries, a power of two */
 #define UW_PKT_MAX_RINGS	8u
 #define UW_PKT_REVALIDATE_NS	(1000ull * 1000000ull)
-#define UW_PKT_EVENTS_NS	(5ull * 1000000ull)
 #define UW_PKT_RESOLVE_WAIT_NS	(5ull * 1000000ull)
 #define UW_PKT_MAX_HDR		(14u + 40u + 8u)
 
@@ -70,9 +71,14 @@ const char *const uw_pkt_fb_name[UW_PKT_FB__COUNT] = {
 };
 
 /* A ring per (device, mark, priority, protocol for headerless devices). */
+enum { UW_RING_OPENING = 1, UW_RING_READY, UW_RING_REFUSED };
+
 struct pkt_ring {
 	struct uw_ring r;
-	bool open, failed;
+	bool open, failed, opening;	/* as the flushing thread knows it */
+	_Atomic int setup;		/* set by the thread opening it */
+	struct uw_ring_params want;
+	const struct uw_sys *sys;
 	uint32_t *slot_run;	/* per frame: run of the current batch, seg */
 	uint32_t *slot_seg;
 	uint32_t *slot_n;	/* datagrams in the frame (GSO) */
@@ -116,10 +122,10 @@ struct pkt_priv {
 	bool rt_open, rt_failed;
 	struct uw_rt rt;
 	uint32_t epoch;
-	uint64_t events_ns;
 	struct pkt_flow cache[UW_PKT_CACHE];
 	uint32_t cache_used;
 	struct pkt_ring rings[UW_PKT_MAX_RINGS];
+	struct pkt_ring spare;		/* opened unbound at start */
 	/* per batch scratch */
 	struct pkt_lane *lanes;
 	size_t lanes_cap;
@@ -132,6 +138,8 @@ struct pkt_priv {
 	size_t fb_groups_cap;
 	uint64_t burst_max;
 };
+
+static void start_opening(struct pkt_ring *pr);
 
 /* ---- capability ----------------------------------------------------------- */
 
@@ -170,17 +178,38 @@ static int pkt_open(struct uw_backend *be, const struct uw_config *cfg)
 		uw_warn("UDPWEAVE_BACKEND=packet needs CAP_NET_RAW, which this process lacks; "
 			"using the mmsg backend for everything");
 	}
+	else {
+		/* Setting a ring up takes the kernel milliseconds (an RCU grace
+		 * period): start one now, unbound, for frames of a 1500-byte
+		 * MTU, while the application is still setting up. */
+		p->spare.want = (struct uw_ring_params){
+			.frame_data = 14u + 1500u,
+			.bytes = 2u * (size_t)cfg->arena_kb * 1024u,
+			.qdisc_bypass = cfg->packet_qdisc_bypass,
+		};
+		p->spare.sys = be->sys;
+		start_opening(&p->spare);
+	}
 	be->priv = p;
 	return 0;
 }
 
-static void close_rings(struct pkt_priv *p)
+static void close_rings(struct pkt_priv *p, bool child)
 {
-	for (unsigned int i = 0; i < UW_PKT_MAX_RINGS; i++) {
-		struct pkt_ring *pr = &p->rings[i];
+	for (unsigned int i = 0; i <= UW_PKT_MAX_RINGS; i++) {
+		struct pkt_ring *pr = i < UW_PKT_MAX_RINGS ? &p->rings[i] : &p->spare;
 
+		if (pr->opening && !child) {	/* let its opener finish first */
+			for (int k = 0; k < 2000 && atomic_load_explicit(&pr->setup,
+					memory_order_acquire) == UW_RING_OPENING; k++)
+				usleep(1000);
+			pr->open = atomic_load_explicit(&pr->setup, memory_order_acquire) ==
+				   UW_RING_READY;
+		}
 		if (pr->open)
 			uw_ring_close(&pr->r);
+		if (pr->opening && child)	/* its opener lives in the parent only */
+			pr->slot_run = pr->slot_seg = pr->slot_n = NULL;
 		free(pr->slot_run);
 		free(pr->slot_seg);
 		free(pr->slot_n);
@@ -201,7 +230,7 @@ static void pkt_close(struct uw_backend *be)
 		return;
 	/* frames already handed over are sent by the kernel even after
 	 * the socket is closed; none is left requested after a batch */
-	close_rings(p);
+	close_rings(p, false);
 	uw_backend_mmsg.close(&p->mmsg);
 	free(p->lanes);
 	free(p->next_run);
@@ -218,7 +247,7 @@ static void pkt_fork_child(struct uw_backend *be)
 	struct pkt_priv *p = be->priv;
 
 	if (p)
-		close_rings(p);
+		close_rings(p, true);
 }
 
 static uint32_t pkt_max_segment(struct uw_backend *be, struct uw_sock *s,
@@ -229,6 +258,117 @@ static uint32_t pkt_max_segment(struct uw_backend *be, struct uw_sock *s,
 
 /* ---- rings ------------------------------------------------------------------ */
 
+/* Open a ring; in its own thread: the kernel takes milliseconds to set one
+ * up (an RCU grace period), which a flush must not wait for. */
+static bool open_ring_now(struct pkt_ring *pr)
+{
+	if (uw_ring_open(&pr->r, pr->sys, &pr->want))
+		return false;
+	pr->slot_run = calloc(pr->r.frame_nr, sizeof(uint32_t));
+	pr->slot_seg = calloc(pr->r.frame_nr, sizeof(uint32_t));
+	pr->slot_n = calloc(pr->r.frame_nr, sizeof(uint32_t));
+	if (pr->slot_run && pr->slot_seg && pr->slot_n)
+		return true;
+	uw_ring_close(&pr->r);
+	free(pr->slot_run);
+	free(pr->slot_seg);
+	free(pr->slot_n);
+	pr->slot_run = pr->slot_seg = pr->slot_n = NULL;
+	return false;
+}
+
+static void *ring_opener(void *arg)
+{
+	struct pkt_ring *pr = arg;
+	bool ok = open_ring_now(pr);
+
+	atomic_store_explicit(&pr->setup, ok ? UW_RING_READY : UW_RING_REFUSED,
+			      memory_order_release);
+	return NULL;
+}
+
+static void start_opening(struct pkt_ring *pr)
+{
+	pthread_attr_t a;
+	pthread_t t;
+	sigset_t all, old;
+	int err;
+
+	atomic_store_explicit(&pr->setup, UW_RING_OPENING, memory_order_relaxed);
+	pr->opening = true;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);	/* the host's signals stay with its threads */
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	err = pthread_create(&t, &a, ring_opener, pr);
+	pthread_attr_destroy(&a);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err)
+		ring_opener(pr);	/* no thread: here and now */
+}
+
+/* What became of a ring being opened. */
+static void ring_settle(struct pkt_ring *pr, struct uw_stats *st)
+{
+	int state;
+
+	if (!pr->opening)
+		return;
+	state = atomic_load_explicit(&pr->setup, memory_order_acquire);
+	if (state == UW_RING_OPENING)
+		return;
+	pr->opening = false;
+	if (state == UW_RING_REFUSED) {
+		pr->failed = true;
+		uw_info("packet: no TX ring on interface %d", pr->want.ifindex);
+		return;
+	}
+	pr->open = true;
+	uw_stat_add(&st->pkt.rings, 1);
+	uw_stat_add(&st->pkt.ring_bytes, pr->r.map_len);
+	uw_info("packet: TX ring on interface %d: %u frames of %u bytes", pr->want.ifindex,
+		pr->r.frame_nr, pr->r.frame_size);
+}
+
+static bool spare_fits(const struct pkt_ring *sp, const struct uw_ring_params *want)
+{
+	return (sp->opening || sp->open) && !want->proto && !want->vnet_hdr &&
+	       want->frame_data <= sp->want.frame_data &&
+	       want->qdisc_bypass == sp->want.qdisc_bypass;
+}
+
+/* Take the spare ring (opened unbound when the backend started, so that
+ * the first batch does not wait the whole set-up) for want. */
+static bool take_spare(struct pkt_priv *p, struct pkt_ring *slot, struct uw_stats *st,
+		       const struct uw_ring_params *want)
+{
+	struct pkt_ring *sp = &p->spare;
+
+	for (int k = 0; k < 20000 && sp->opening; k++) {	/* 2 s at most */
+		struct timespec ts = { 0, 100000 };
+
+		ring_settle(sp, st);
+		if (sp->opening)
+			nanosleep(&ts, NULL);
+	}
+	if (!sp->open)
+		return false;
+	*slot = *sp;	/* its opener is done with it */
+	memset(sp, 0, sizeof(*sp));
+	if (uw_ring_bind(&slot->r, want)) {
+		uw_ring_close(&slot->r);
+		memset(slot, 0, sizeof(*slot));
+		return false;
+	}
+	slot->want.ifindex = want->ifindex;
+	slot->want.mark = want->mark;
+	slot->want.priority = want->priority;
+	slot->r.params = slot->want;
+	return true;
+}
+
+/* The ring for these parameters, opened if need be; NULL when the device
+ * refused one or every slot is taken. */
 static struct pkt_ring *get_ring(struct pkt_priv *p, const struct uw_sys *sys,
 				 struct uw_stats *st, const struct uw_ring_params *want)
 {
@@ -236,7 +376,7 @@ static struct pkt_ring *get_ring(struct pkt_priv *p, const struct uw_sys *sys,
 
 	for (unsigned int i = 0; i < UW_PKT_MAX_RINGS; i++) {
 		struct pkt_ring *pr = &p->rings[i];
-		const struct uw_ring_params *h = &pr->r.params;
+		const struct uw_ring_params *h = &pr->want;
 
 		if (!pr->open && !pr->failed) {
 			if (!free_slot)
@@ -245,34 +385,22 @@ static struct pkt_ring *get_ring(struct pkt_priv *p, const struct uw_sys *sys,
 		}
 		if (h->ifindex == want->ifindex && h->mark == want->mark &&
 		    h->priority == want->priority && h->proto == want->proto &&
-		    h->frame_data >= want->frame_data)
+		    h->frame_data >= want->frame_data && h->vnet_hdr == want->vnet_hdr)
 			return pr->failed ? NULL : pr;
 	}
 	if (!free_slot)
 		return NULL;
-	if (uw_ring_open(&free_slot->r, sys, want)) {
-		free_slot->failed = true;
-		free_slot->r.params = *want;
-		uw_info("packet: no TX ring on interface %d", want->ifindex);
-		return NULL;
+	if (spare_fits(&p->spare, want) && take_spare(p, free_slot, st, want)) {
+		uw_info("packet: TX ring on interface %d: %u frames of %u bytes", want->ifindex,
+			free_slot->r.frame_nr, free_slot->r.frame_size);
+		return free_slot;
 	}
-	free_slot->slot_run = calloc(free_slot->r.frame_nr, sizeof(uint32_t));
-	free_slot->slot_seg = calloc(free_slot->r.frame_nr, sizeof(uint32_t));
-	free_slot->slot_n = calloc(free_slot->r.frame_nr, sizeof(uint32_t));
-	if (!free_slot->slot_run || !free_slot->slot_seg || !free_slot->slot_n) {
-		uw_ring_close(&free_slot->r);
-		free(free_slot->slot_run);
-		free(free_slot->slot_seg);
-		free(free_slot->slot_n);
-		free_slot->slot_run = free_slot->slot_seg = free_slot->slot_n = NULL;
-		return NULL;
-	}
-	free_slot->open = true;
-	uw_stat_add(&st->pkt.rings, 1);
-	uw_stat_add(&st->pkt.ring_bytes, free_slot->r.map_len);
-	uw_info("packet: TX ring on interface %d: %u frames of %u bytes", want->ifindex,
-		free_slot->r.frame_nr, free_slot->r.frame_size);
-	return free_slot;
+	free_slot->want = *want;
+	free_slot->sys = sys;
+	free_slot->opening = true;
+	ring_opener(free_slot);		/* here and now */
+	ring_settle(free_slot, st);
+	return free_slot->failed ? NULL : free_slot;
 }
 
 /* ---- flow resolution ------------------------------------------------------------ */
@@ -909,6 +1037,20 @@ static unsigned char *next_frame(struct uw_backend *be, struct uw_batch *b, stru
 	return uw_ring_next(&pr->r);
 }
 
+/* Bytes the next frame of r from seg on would take. */
+static uint32_t frame_bytes(const struct pkt_flow *e, const struct uw_run *r, uint32_t seg,
+			    bool vnet)
+{
+	uint32_t n = vnet ? (uint32_t)sizeof(struct virtio_net_hdr) : 0;
+
+	if (vnet && r->nseg - seg > 1)
+		for (uint32_t i = seg; i < r->nseg; i++)
+			n += (uint32_t)r->iov[i].iov_len;
+	else
+		n += (uint32_t)r->iov[seg].iov_len;
+	return n + e->hdr_len;
+}
+
 static bool same_dest(const struct pkt_flow *a, const struct pkt_flow *b)
 {
 	return a && b && uw_addr_equal(&a->dest, &b->dest);
@@ -936,7 +1078,13 @@ static void fill_rings(struct pkt_priv *p, struct uw_backend *be, struct uw_batc
 				unsigned char *f = next_frame(be, b, pr);
 				uint32_t n = 1, len, idx;
 
-				if (!f) {	/* the ring is stuck: the rest by socket */
+				if (f && frame_bytes(l->e, r, l->seg, vnet) > pr->r.data_max) {
+					/* never past the frame (a size decision gone
+					 * stale): through the socket */
+					send_one(be, r, l->seg);
+					count_fallback(be->stats, UW_PKT_FB_OVERSIZE, 1);
+					l->seg++;
+				} else if (!f) {	/* the ring is stuck: the rest by socket */
 					for (uint32_t sg = l->seg; sg < r->nseg; sg++)
 						send_one(be, r, sg);
 					l->seg = r->nseg;
@@ -1000,11 +1148,10 @@ static int pkt_send_batch(struct uw_backend *be, struct uw_batch *b)
 		}
 		p->rt_open = true;
 	}
-	if (now >= p->events_ns) {
-		if (uw_rt_changed(&p->rt))
-			p->epoch++;
-		p->events_ns = now + UW_PKT_EVENTS_NS;
-	}
+	/* Every batch: a frame built for an MTU, a route or a neighbour
+	 * that just changed would be lost (one recv, EAGAIN as a rule). */
+	if (uw_rt_changed(&p->rt))
+		p->epoch++;
 	if (reserve((void **)&p->lanes, &p->lanes_cap, b->nflows, sizeof(*p->lanes)) ||
 	    reserve((void **)&p->next_run, &p->next_run_cap, b->nruns, sizeof(*p->next_run)))
 		return p->mmsg.ops->send_batch(&p->mmsg, b);

@@ -102,13 +102,27 @@ static int map_ring(struct uw_ring *r)
 	}
 }
 
-int uw_ring_open(struct uw_ring *r, const struct uw_sys *sys, const struct uw_ring_params *p)
+/* Bind an open ring to its device, with the flows' mark and priority. */
+int uw_ring_bind(struct uw_ring *r, const struct uw_ring_params *p)
 {
 	struct sockaddr_ll sll = {
 		.sll_family = AF_PACKET,
 		.sll_ifindex = p->ifindex,
 		.sll_protocol = 0,	/* transmit only: no packet is received */
 	};
+	int err = 0;
+
+	if (p->mark)
+		err = set_int(r->sys, r->fd, SOL_SOCKET, SO_MARK, (int)p->mark);
+	if (!err && p->priority)
+		err = set_int(r->sys, r->fd, SOL_SOCKET, SO_PRIORITY, (int)p->priority);
+	if (!err && r->sys->bind(r->fd, (struct sockaddr *)&sll, sizeof(sll)))
+		err = -errno;
+	return err;
+}
+
+int uw_ring_open(struct uw_ring *r, const struct uw_sys *sys, const struct uw_ring_params *p)
+{
 	int err, fd;
 
 	memset(r, 0, sizeof(*r));
@@ -127,10 +141,6 @@ int uw_ring_open(struct uw_ring *r, const struct uw_sys *sys, const struct uw_ri
 		err = set_int(sys, fd, SOL_PACKET, PACKET_LOSS, 1);
 	if (!err && p->qdisc_bypass)
 		err = set_int(sys, fd, SOL_PACKET, PACKET_QDISC_BYPASS, 1);
-	if (!err && p->mark)
-		err = set_int(sys, fd, SOL_SOCKET, SO_MARK, (int)p->mark);
-	if (!err && p->priority)
-		err = set_int(sys, fd, SOL_SOCKET, SO_PRIORITY, (int)p->priority);
 	if (err)
 		goto fail;
 	ring_layout(r, p->frame_data, p->bytes);
@@ -140,12 +150,10 @@ int uw_ring_open(struct uw_ring *r, const struct uw_sys *sys, const struct uw_ri
 	if (set_int(sys, fd, SOL_SOCKET, SO_SNDBUFFORCE, (int)(2 * (size_t)r->frame_nr * r->frame_size)))
 		set_int(sys, fd, SOL_SOCKET, SO_SNDBUF, (int)(2 * (size_t)r->frame_nr * r->frame_size));
 	err = map_ring(r);
+	if (!err && p->ifindex)
+		err = uw_ring_bind(r, p);
 	if (err)
 		goto fail;
-	if (sys->bind(fd, (struct sockaddr *)&sll, sizeof(sll))) {
-		err = -errno;
-		goto fail;
-	}
 	return 0;
 fail:
 	uw_ring_close(r);

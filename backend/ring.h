@@ -31,6 +31,8 @@ struct uw_ring {
 
 int uw_ring_open(struct uw_ring *r, const struct uw_sys *sys, const struct uw_ring_params *p);
 void uw_ring_close(struct uw_ring *r);
+/* Bind a ring opened with ifindex 0 to p's device, mark and priority. */
+int uw_ring_bind(struct uw_ring *r, const struct uw_ring_params *p);
 /* Collect completions; returns the number of frames free to fill. */
 uint32_t uw_ring_reclaim(struct uw_ring *r);
 /* Data area of the next frame to fill, or NULL when the ring is full. */
