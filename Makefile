@@ -21,9 +21,10 @@ BASE     := -std=gnu11 -g $(OPT) $(WARN) $(SAN) -D_GNU_SOURCE -Iinclude -Icore -
 LIBFLAGS := $(BASE) -fPIC -fvisibility=hidden -pthread
 PYTEST   ?= pytest-3
 
-CORE_SRC    := core/config.c core/fdtable.c core/queue.c core/batch.c core/sched.c core/stats.c core/log.c
+CORE_SRC    := core/config.c core/rules.c core/fdtable.c core/queue.c core/batch.c core/sched.c \
+               core/pace.c core/egress.c core/stats.c core/log.c
 BACKEND_SRC := backend/registry.c backend/common.c backend/mmsg.c backend/passthrough.c backend/route.c \
-               backend/uring.c
+	       backend/packet.c backend/resolve.c backend/ring.c backend/uring.c
 PRELOAD_SRC := preload/symbols.c preload/fd.c preload/send.c preload/process.c preload/live.c
 LIB_SRC     := $(CORE_SRC) $(BACKEND_SRC) $(PRELOAD_SRC)
 LIB_OBJ     := $(LIB_SRC:%.c=$(B)/obj/%.o)
@@ -51,7 +52,8 @@ BENCH_SRC   := $(wildcard bench/*.c)
 BENCH_BIN   := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 BENCH_SO    := $(patsubst bench/so/%.c,$(B)/bench/lib%.so,$(wildcard bench/so/*.c))
 
-.PHONY: all lib tools unit integration test deps asan tsan bench bench-quick bench-full bench-uring demo clean \
+.PHONY: all lib tools unit integration test deps asan tsan bench bench-quick bench-full bench-pacing \
+	bench-uring demo clean \
 	cli install uninstall FORCE
 
 all: lib tools cli
@@ -73,7 +75,7 @@ $(B)/libudpweave.map: preload/exports.map.in preload/syscalls.def
 $(B)/libudpweave.so: $(TP_OBJ) $(LIB_OBJ) $(B)/libudpweave.map
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) -shared $(SAN) -pthread -Wl,--version-script=$(B)/libudpweave.map -Wl,-z,defs \
-		-o $@ $(TP_OBJ) $(LIB_OBJ) $(TP_LIBS) $(URING_LIBS) -ldl
+		-o $@ $(TP_OBJ) $(LIB_OBJ) $(TP_LIBS) $(URING_LIBS) -lmnl -lcap -ldl
 
 # Test tools: one C file each (a shared object when the name starts with lib).
 TOOL_HDR    := $(wildcard tests/tools/*.h)
@@ -105,14 +107,14 @@ $(B)/tests/unit/test_%: tests/unit/test_%.c tests/unit/helpers.h $(UNIT_LIB) $(H
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(BASE) -pthread $(CFLAGS) $(shell sed -n 's|^/\* ldflags: \(.*\) \*/$$|\1|p' $<) \
-		$(URING_CFLAGS) $< $(UNIT_LIB) -o $@ -lcmocka $(URING_LIBS) -ldl
+		$(URING_CFLAGS) $< $(UNIT_LIB) -o $@ -lcmocka $(URING_LIBS) -lmnl -lcap -ldl
 
 # ---- the udpweave tool, install ------------------------------------------
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 VERSION  ?= 0.1.0
-CLI_SRC  := $(wildcard cli/*.c)
-CLI_HDR  := $(wildcard cli/*.h) include/udpweave_stats.h
+CLI_SRC  := $(wildcard cli/*.c) core/egress.c
+CLI_HDR  := $(wildcard cli/*.h) include/udpweave_stats.h core/egress.h
 CLI_LIBS := -lcap -lmnl
 
 cli: $(B)/udpweave
@@ -124,7 +126,7 @@ $(B)/cli.flags: FORCE
 
 $(B)/udpweave: $(CLI_SRC) $(CLI_HDR) $(B)/cli.flags
 	@$(if $(Q),echo "  CC      $@")
-	$(Q)$(CC) -std=gnu11 -g $(OPT) $(WARN) $(SAN) -D_GNU_SOURCE -Iinclude \
+	$(Q)$(CC) -std=gnu11 -g $(OPT) $(WARN) $(SAN) -D_GNU_SOURCE -Iinclude -Icore \
 		-DUW_VERSION='"$(VERSION)"' -DUW_LIBDIR='"$(PREFIX)/lib/udpweave"' \
 		$(CFLAGS) $(CLI_SRC) -o $@ $(CLI_LIBS)
 
@@ -192,6 +194,11 @@ bench-uring: deps all
 
 bench-full: deps all
 	/usr/bin/python3 bench/run_bench.py --build $(abspath $(B)) --full --perf $(BENCH_ARGS)
+
+# Paced streams (issue 6): bench/results/pacing.{json,md}; e.g.
+# make bench-pacing BENCH_ARGS="--backends mmsg,uring --rt"
+bench-pacing: deps all
+	/usr/bin/python3 bench/pacing_bench.py --build $(abspath $(B)) $(BENCH_ARGS)
 
 demo: deps all
 	bash scripts/demo.sh $(abspath $(B))

@@ -8,13 +8,29 @@
  * When the kernel refuses GSO (EIO: no checksum offload on the route,
  * EINVAL), the rest of the socket's batch goes as plain datagrams in the
  * same sendmmsg fashion, and the socket is remembered as GSO-less.
+ *
+ * A run with a departure time (kernel pacing, core/pace.c) carries it as
+ * SCM_TXTIME, beside its UDP_SEGMENT: fq releases it then.
  */
 #include <errno.h>
+#include <netinet/udp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
 #include "trace.h"
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef SCM_TXTIME
+#define SCM_TXTIME 61
+#endif
+
+union uw_cmsg_seg {
+	char buf[CMSG_SPACE(sizeof(uint16_t)) + CMSG_SPACE(sizeof(uint64_t))];
+	struct cmsghdr align;
+};
 
 struct mmsg_priv {
 	struct mmsghdr *mm;
@@ -75,6 +91,8 @@ static void fill_msg(struct mmsg_priv *p, size_t k, struct uw_run *r, uint32_t f
 		     uint32_t niov, bool gso)
 {
 	struct msghdr *h = &p->mm[k].msg_hdr;
+	size_t clen = (gso ? CMSG_SPACE(sizeof(uint16_t)) : 0) +
+		      (r->txtime_ns ? CMSG_SPACE(sizeof(uint64_t)) : 0);
 
 	memset(h, 0, sizeof(*h));
 	if (r->dest->len) {
@@ -83,8 +101,27 @@ static void fill_msg(struct mmsg_priv *p, size_t k, struct uw_run *r, uint32_t f
 	}
 	h->msg_iov = r->iov + first;
 	h->msg_iovlen = niov;
-	if (gso)
-		uw_be_set_gso(h, &p->cmsg[k], (uint16_t)r->seg_size);
+	if (clen) {
+		struct cmsghdr *cm;
+
+		memset(&p->cmsg[k], 0, sizeof(p->cmsg[k]));
+		h->msg_control = p->cmsg[k].buf;
+		h->msg_controllen = clen;
+		cm = CMSG_FIRSTHDR(h);
+		if (gso) {
+			cm->cmsg_level = SOL_UDP;
+			cm->cmsg_type = UDP_SEGMENT;
+			cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+			*(uint16_t *)CMSG_DATA(cm) = (uint16_t)r->seg_size;
+			cm = CMSG_NXTHDR(h, cm);
+		}
+		if (r->txtime_ns) {
+			cm->cmsg_level = SOL_SOCKET;
+			cm->cmsg_type = SCM_TXTIME;
+			cm->cmsg_len = CMSG_LEN(sizeof(uint64_t));
+			memcpy(CMSG_DATA(cm), &r->txtime_ns, sizeof(uint64_t));
+		}
+	}
 	p->run[k] = r;
 	p->first[k] = first;
 }
@@ -111,9 +148,10 @@ static ssize_t build_msgs(struct mmsg_priv *p, struct uw_run *runs, size_t n, bo
 	return (ssize_t)k;
 }
 
+/* Only a GSO message carries more than one datagram. */
 static bool is_gso_msg(const struct mmsg_priv *p, size_t k)
 {
-	return p->mm[k].msg_hdr.msg_controllen != 0;
+	return p->mm[k].msg_hdr.msg_iovlen > 1;
 }
 
 /* Send the runs of one socket. */
@@ -205,4 +243,5 @@ const struct uw_backend_ops uw_backend_mmsg = {
 	.send_batch	= mmsg_send_batch,
 	.max_segment	= mmsg_max_segment,
 	.close		= mmsg_close,
+	.txtime		= true,
 };

@@ -7,6 +7,10 @@
 #include "backend.h"
 #include "trace.h"
 
+#ifndef SCM_TXTIME
+#define SCM_TXTIME 61
+#endif
+
 static int pt_open(struct uw_backend *be, const struct uw_config *cfg)
 {
 	return 0;
@@ -22,8 +26,23 @@ static void send_one(struct uw_backend *be, struct uw_run *r, uint32_t k)
 		.msg_iov = r->iov + k,
 		.msg_iovlen = 1,
 	};
+	union {
+		char buf[CMSG_SPACE(sizeof(uint64_t))];
+		struct cmsghdr align;
+	} ctl;
 	struct uw_retry rs = { 0 };
 
+	if (r->txtime_ns) {	/* its departure time, for fq */
+		struct cmsghdr *cm = &ctl.align;
+
+		memset(&ctl, 0, sizeof(ctl));
+		h.msg_control = ctl.buf;
+		h.msg_controllen = sizeof(ctl.buf);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_TXTIME;
+		cm->cmsg_len = CMSG_LEN(sizeof(uint64_t));
+		memcpy(CMSG_DATA(cm), &r->txtime_ns, sizeof(uint64_t));
+	}
 	for (;;) {
 		ssize_t rc = be->sys->sendmsg(fd, &h, 0);
 
@@ -52,4 +71,5 @@ const struct uw_backend_ops uw_backend_passthrough = {
 	.open		= pt_open,
 	.send_batch	= pt_send_batch,
 	.close		= NULL,
+	.txtime		= true,
 };

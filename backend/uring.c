@@ -23,6 +23,9 @@
  * Other refusals (ENOBUFS from a qdisc drop, ECONNREFUSED, EIO from GSO)
  * complete with their error and take the shared policy.
  *
+ * A run with a departure time (kernel pacing, core/pace.c) carries it as
+ * SCM_TXTIME beside its UDP_SEGMENT, as with the mmsg backend.
+ *
  * Zero-copy (UDPWEAVE_URING_ZC_BYTES, off by default: see README): a
  * message of at least that many bytes goes as IORING_OP_SENDMSG_ZC from
  * the staging arena, which is then registered with the ring as fixed
@@ -69,7 +72,7 @@
 /* One message: one SQE. */
 struct ur_msg {
 	struct msghdr hdr;
-	union uw_cmsg_seg cmsg;
+	union uw_be_cmsgs cmsg;
 	struct uw_run *run;
 	uint32_t first;		/* its first datagram within the run */
 	uint32_t nseg;		/* datagrams it carries */
@@ -459,8 +462,7 @@ static void prep_msg(struct uw_backend *be, struct uring_priv *p, struct io_urin
 	}
 	h->msg_iov = r->iov + m->first;
 	h->msg_iovlen = m->nseg;
-	if (m->gso)
-		uw_be_set_gso(h, &m->cmsg, (uint16_t)r->seg_size);
+	uw_be_set_cmsgs(h, &m->cmsg, m->gso ? (uint16_t)r->seg_size : 0, r->txtime_ns);
 	m->res = UR_PENDING;
 	m->notif_due = m->notif_seen = false;
 	m->zc = goes_zero_copy(p, m);
@@ -472,7 +474,7 @@ static void prep_msg(struct uw_backend *be, struct uring_priv *p, struct io_urin
 			sqe->ioprio |= IORING_RECVSEND_FIXED_BUF;
 			sqe->buf_index = 0;
 		}
-	} else if (!m->gso && m->nseg == 1 && !r->dest->len) {
+	} else if (!h->msg_controllen && m->nseg == 1 && !r->dest->len) {
 		/* a plain datagram on a connected socket: no msghdr for the
 		 * kernel to copy and import */
 		io_uring_prep_send(sqe, c->fd, h->msg_iov[0].iov_base, h->msg_iov[0].iov_len, 0);
@@ -750,4 +752,5 @@ const struct uw_backend_ops uw_backend_uring = {
 	.max_segment	= uring_max_segment,
 	.close		= uring_close,
 	.fork_child	= uring_fork_child,
+	.txtime		= true,
 };

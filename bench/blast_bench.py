@@ -80,11 +80,18 @@ VARIANTS = {
                       'env': {'UDPWEAVE_BACKEND': 'passthrough'}},
     'baseline-conn': {'mode': 'connected-send', 'preload': False},
     'shim-conn':     {'mode': 'connected-send', 'preload': True},
+    # the packet backend: TX ring, frames interleaved packet by packet
+    'packet':        {'mode': 'sendto', 'preload': True,
+                      'env': {'UDPWEAVE_BACKEND': 'packet'}},
+    'packet-conn':   {'mode': 'connected-send', 'preload': True,
+                      'env': {'UDPWEAVE_BACKEND': 'packet'}},
+    'packet-gso':    {'mode': 'sendto', 'preload': True,
+                      'env': {'UDPWEAVE_BACKEND': 'packet', 'UDPWEAVE_PACKET_GSO': '1'}},
 }
 DEFAULT_VETH = ['baseline', 'shim', 'ideal', 'trafgen', 'passthrough',
-                'baseline-conn', 'shim-conn']
+                'baseline-conn', 'shim-conn', 'packet', 'packet-conn', 'packet-gso']
 DEFAULT_LO = ['baseline', 'shim', 'ideal', 'passthrough']
-VETH_ONLY = ('trafgen',)
+VETH_ONLY = ('trafgen', 'packet', 'packet-conn', 'packet-gso')
 
 
 # --------------------------------------------------------------------------
@@ -362,6 +369,13 @@ def summarize(runs, path, variants):
             row['datagrams_dropped_total'] = sum(s.get('datagrams_dropped', 0) for s in st)
             row['async_errors_total'] = sum(s.get('async_errors', 0) for s in st)
             row['fallbacks_gso_total'] = sum(s.get('fallbacks_gso', 0) for s in st)
+            pk = [s.get('backend_counters', {}).get('packet') for s in st]
+            pk = [x for x in pk if x and x.get('frames')]
+            if pk:
+                row['packet_longest_burst'] = max(x['longest_same_destination_burst'] for x in pk)
+                row['packet_frames_total'] = sum(x['frames'] for x in pk)
+                row['packet_fallback_total'] = sum(sum(x['fallback_datagrams'].values())
+                                                   for x in pk)
             row['stats_mismatch'] = sum(
                 1 for r in ok if r.get('stats') and
                 r['stats'].get('datagrams_in') != r['count'])
@@ -565,6 +579,28 @@ def targets(rows):
     if 'shim' in r and r['shim']['rss_delta_mib'] is not None:
         x = r['shim']['rss_delta_mib']
         out['shim RSS overhead ≤ 8 MiB'] = '%s (%+.1f MiB)' % ('met' if x <= 8 else 'NOT met', x)
+    if 'packet' in r and r['packet']['ratio_to_baseline']:
+        x = r['packet']['ratio_to_baseline']
+        out['packet/baseline CPU ≤ 1/1.5'] = '%s (1/%.2f)' % ('met' if x <= 1 / 1.5 else 'NOT met',
+                                                             1 / x)
+    if 'packet' in r and 'trafgen' in r and r['trafgen']['cpu_us_per_dgram']:
+        x = r['packet']['cpu_us_per_dgram'] / r['trafgen']['cpu_us_per_dgram']
+        out['packet/trafgen CPU ≤ 1.15'] = '%s (%.2f)' % ('met' if x <= 1.15 else 'NOT met', x)
+    if 'packet' in r and r['packet']['dgrams_per_syscall']:
+        x = r['packet']['dgrams_per_syscall']
+        out['packet syscalls/datagram ≤ 1/64'] = '%s (1/%.0f)' % ('met' if x >= 64 else 'NOT met', x)
+    if 'packet-gso' in r and 'shim' in r and r['shim']['cpu_us_per_dgram']:
+        x = r['packet-gso']['cpu_us_per_dgram'] / r['shim']['cpu_us_per_dgram']
+        out['packet-gso/mmsg CPU (reported)'] = '%.2f' % x
+    for v in ('packet', 'packet-conn', 'packet-gso'):
+        if v in r and 'packet_longest_burst' in r[v]:
+            out['%s longest same-destination burst' % v] = '%d (%d frames, %d datagrams by socket)' % (
+                r[v]['packet_longest_burst'], r[v]['packet_frames_total'],
+                r[v]['packet_fallback_total'])
+        if v in r:
+            out['%s delivery' % v] = '%d lost of %d, %d reordered, %d bad size' % (
+                r[v]['loss_total'], r[v]['sent_total'], r[v]['reordered_total'],
+                r[v]['bad_size_total'])
     if 'shim' in r:
         out['shim delivery'] = '%d lost of %d, %d reordered, %d bad size' % (
             r['shim']['loss_total'], r['shim']['sent_total'],

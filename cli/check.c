@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "egress.h"
 #include "netdev.h"
 
 #ifndef UDP_SEGMENT
@@ -49,17 +50,21 @@
 #define GSO_SW_CSUM_MINOR	11
 
 static const char check_usage[] =
-	"usage: udpweave check [--backend B] [--lib PATH]\n"
+	"usage: udpweave check [--backend B] [--lib PATH] [--dest ADDR]\n"
 	"\n"
 	"Report what this host supports for udpweave, one line per item:\n"
 	"  OK   thing: reason      or      NO   thing: reason\n"
 	"UDP GSO (socket option, and a real GSO send on 127.0.0.1), per interface\n"
 	"its MTU and whether a GSO run can leave it (TX checksum offload), AF_PACKET\n"
 	"TX_RING, CAP_NET_RAW, io_uring, SO_TXTIME, the root qdisc of each interface\n"
-	"(fq or not), RLIMIT_MEMLOCK, the library, and the chosen backend.\n"
+	"(fq or not), RLIMIT_MEMLOCK, the pacing in effect toward a destination\n"
+	"(the kernel's, through SO_TXTIME and fq, or the library's own scheduler),\n"
+	"the library, and the chosen backend.\n"
 	"\n"
 	"  --backend B   the backend to judge: mmsg (default), passthrough, packet, uring\n"
 	"  --lib PATH    the library to look for (as 'udpweave run --lib')\n"
+	"  --dest ADDR   the destination whose pacing to report (an IPv4 or IPv6\n"
+	"                address; default 192.0.2.1: the default route)\n"
 	"  -h, --help    this text\n"
 	"\n"
 	"Exit status: 0 the backend can run here; 1 it cannot; 2 bad usage.\n";
@@ -573,6 +578,61 @@ static void probe_qdiscs(const struct if_nameindex *ifs)
 	uw_qdisc_list_free(&l);
 }
 
+/* ------------------------------------------------------------- pacing */
+
+static ssize_t libc_recv(int fd, void *buf, size_t len, int flags)
+{
+	return recv(fd, buf, len, flags);
+}
+
+/* The backends that attach departure times (SCM_TXTIME) to what they send. */
+static bool backend_attaches_txtime(const char *name)
+{
+	return !strcmp(name, "mmsg") || !strcmp(name, "passthrough");
+}
+
+/* Which pacing a paced stream to dest gets: the kernel's (fq honours
+ * SO_TXTIME) or the library's own timing wheel. Sends nothing: a route
+ * lookup and a qdisc dump. */
+static void probe_pacing(const char *dest, const char *backend)
+{
+	static const struct uw_nl_ops ops = {
+		.socket = socket, .sendto = sendto, .recv = libc_recv, .close = close,
+	};
+	struct sockaddr_storage ss = { 0 };
+	struct uw_egress e;
+	char thing[96], dev[IF_NAMESIZE] = "?";
+	int err;
+
+	snprintf(thing, sizeof(thing), "pacing to %s", dest);
+	if (inet_pton(AF_INET, dest, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
+		ss.ss_family = AF_INET;
+	} else if (inet_pton(AF_INET6, dest, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
+		ss.ss_family = AF_INET6;
+	} else {
+		line(false, thing, "not an IPv4 or IPv6 address");
+		return;
+	}
+	err = uw_egress_lookup(&ops, (struct sockaddr *)&ss, &e);
+	if (err) {
+		line(false, thing, "no route (%s): the library's own scheduler paces once there is one",
+		     strerror(-err));
+		return;
+	}
+	if_indextoname(e.ifindex, dev);
+	if (e.fq && backend_attaches_txtime(backend))
+		line(true, thing, "via %s (root %s%s): the kernel releases each datagram at its "
+		     "departure time (SO_TXTIME, fq); the library hands batches over ahead",
+		     dev, e.root, e.children ? ", fq on every queue" : "");
+	else if (e.fq)
+		line(false, thing, "via %s (root %s), but the %s backend attaches no departure "
+		     "times: the library's own scheduler (timing wheel) paces", dev, e.root, backend);
+	else
+		line(false, thing, "via %s (root %s, not fq): the library's own scheduler "
+		     "(timing wheel) paces; jitter budgets above its wake-up precision are kept",
+		     dev, e.root[0] ? e.root : "none");
+}
+
 /* ------------------------------------------------------------- verdict */
 
 static void probe_library(const char *opt, struct host *h)
@@ -631,10 +691,11 @@ int cmd_check(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "backend", required_argument, NULL, 'b' },
 		{ "lib",     required_argument, NULL, 'l' },
+		{ "dest",    required_argument, NULL, 'd' },
 		{ "help",    no_argument,       NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *backend = "mmsg", *lib = NULL;
+	const char *backend = "mmsg", *lib = NULL, *dest = "192.0.2.1";
 	struct if_nameindex *ifs;
 	struct host h = { 0 };
 	int c;
@@ -644,6 +705,7 @@ int cmd_check(int argc, char **argv)
 		switch (c) {
 		case 'b': backend = optarg; break;
 		case 'l': lib = optarg; break;
+		case 'd': dest = optarg; break;
 		case 'h':
 			fputs(check_usage, stdout);
 			return UW_EXIT_OK;
@@ -664,6 +726,7 @@ int cmd_check(int argc, char **argv)
 	probe_io_uring(&h);
 	probe_so_txtime();
 	probe_qdiscs(ifs);
+	probe_pacing(dest, backend);
 	probe_memlock();
 	probe_library(lib, &h);
 	if (ifs)

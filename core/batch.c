@@ -1,13 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The batch builder: turns the flows of a detached stage into messages.
+ * The batch builder: turns the flows of detached stages into messages.
  *
  * Consecutive equal-length datagrams of one flow become one GSO run (the
  * last may be shorter), capped at UW_GSO_MAX_SEGS segments and
- * UW_GSO_MAX_BYTES bytes, and never with a segment larger than the path
- * carries. Runs are grouped by socket (one group = what one sendmmsg can
- * carry) and, inside a group, taken from the flows round-robin so that no
- * destination gets its whole backlog in one burst.
+ * UW_GSO_MAX_BYTES bytes, never with a segment larger than the path
+ * carries, and, for a paced flow, never spreading its datagrams' due times
+ * over more than the flow's jitter budget (a run leaves as one burst, at
+ * the departure time of its first datagram). Runs are grouped by socket
+ * (one group = what one sendmmsg can carry) and, inside a group, taken
+ * from the flows round-robin so that no destination gets its whole
+ * backlog in one burst.
+ *
+ * Several stages (the wheel's, released in order) make one batch: a flow
+ * present in more than one is chained into one, its order kept.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -38,6 +44,8 @@ void uw_scratch_free(struct uw_scratch *sc)
 	free(sc->iov);
 	free(sc->groups);
 	free(sc->flows);
+	free(sc->cand);
+	free(sc->maxseg);
 	memset(sc, 0, sizeof(*sc));
 }
 
@@ -68,6 +76,7 @@ static void cut_run(struct uw_flow *f, uint32_t max_seg, struct uw_run *r, struc
 {
 	struct uw_dgram *d = f->head;
 	uint32_t seg = d->len;
+	uint64_t first_due = d->due_ns;
 
 	r->sock = f->sock;
 	r->dest = &f->dest;
@@ -77,37 +86,74 @@ static void cut_run(struct uw_flow *f, uint32_t max_seg, struct uw_run *r, struc
 	r->bytes = 0;
 	r->dropped = 0;
 	r->dropped_bytes = 0;
+	r->txtime_ns = f->txtime ? first_due : 0;
 	for (;;) {
 		iov[r->nseg].iov_base = d->data;
 		iov[r->nseg].iov_len = d->len;
 		r->nseg++;
 		r->bytes += d->len;
 		d = d->next;
-		if (!run_takes(r, seg, max_seg, d))
+		if (!run_takes(r, seg, max_seg, d) || d->due_ns - first_due > f->cut_ns)
 			break;
 	}
 	f->head = d;
 }
 
-int uw_batch_build(struct uw_scratch *sc, struct uw_stage *st, struct uw_backend *be,
-		   struct uw_batch *b)
+/* The flows of the stages, a flow found again (same record) chained onto
+ * its first appearance; returns how many in sc->cand. */
+static size_t merge_flows(struct uw_scratch *sc, struct uw_stage *const *stv, size_t nst,
+			  uint32_t gen)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < nst; i++) {
+		for (struct uw_flow *f = stv[i]->flows; f; f = f->next) {
+			struct uw_flowrec *rec = f->rec;
+
+			if (!f->head)
+				continue;
+			if (rec && rec->build_gen == gen) {
+				rec->build_tail->next = f->head;
+				rec->build_tail = f->tail;
+				continue;
+			}
+			if (rec) {
+				rec->build_gen = gen;
+				rec->build_tail = f->tail;
+			}
+			sc->cand[n++] = f;
+		}
+	}
+	return n;
+}
+
+int uw_batch_build_stages(struct uw_scratch *sc, struct uw_stage *const *stv, size_t nst,
+			  struct uw_backend *be, struct uw_batch *b)
 {
 	struct uw_flow *f;
-	size_t ngroups = 0, nruns = 0, niov = 0;
+	size_t ngroups = 0, nruns = 0, niov = 0, ncand, ndgrams = 0, nflows = 0;
 	uint32_t gen = ++sc->gen;
 
 	memset(b, 0, sizeof(*b));
-	if (!st->ndgrams)
+	for (size_t i = 0; i < nst; i++) {
+		ndgrams += stv[i]->ndgrams;
+		nflows += stv[i]->nflows;
+	}
+	if (!ndgrams)
 		return 0;
-	if (grow((void **)&sc->runs, &sc->runs_cap, st->ndgrams, sizeof(*sc->runs)) ||
-	    grow((void **)&sc->iov, &sc->iov_cap, st->ndgrams, sizeof(*sc->iov)) ||
-	    grow((void **)&sc->flows, &sc->flows_cap, st->nflows, sizeof(*sc->flows)) ||
-	    grow((void **)&sc->groups, &sc->groups_cap, st->nflows, sizeof(*sc->groups)))
+	/* all memory first: nothing below may fail once flows are chained */
+	if (grow((void **)&sc->runs, &sc->runs_cap, ndgrams, sizeof(*sc->runs)) ||
+	    grow((void **)&sc->iov, &sc->iov_cap, ndgrams, sizeof(*sc->iov)) ||
+	    grow((void **)&sc->flows, &sc->flows_cap, nflows, sizeof(*sc->flows)) ||
+	    grow((void **)&sc->cand, &sc->cand_cap, nflows, sizeof(*sc->cand)) ||
+	    grow((void **)&sc->maxseg, &sc->maxseg_cap, nflows, sizeof(*sc->maxseg)) ||
+	    grow((void **)&sc->groups, &sc->groups_cap, nflows, sizeof(*sc->groups)))
 		return -ENOMEM;
+	ncand = merge_flows(sc, stv, nst, gen);
 
 	/* Groups in order of first appearance; count flows per group. */
-	for (f = st->flows; f; f = f->next) {
-		struct uw_sock *s = f->sock;
+	for (size_t k = 0; k < ncand; k++) {
+		struct uw_sock *s = sc->cand[k]->sock;
 
 		if (s->batch_gen != gen) {
 			s->batch_gen = gen;
@@ -125,19 +171,18 @@ int uw_batch_build(struct uw_scratch *sc, struct uw_stage *st, struct uw_backend
 		sc->groups[g].nruns = at;	/* start offset, for now */
 		at += n;
 	}
-	for (f = st->flows; f; f = f->next)
+	for (size_t k = 0; k < ncand; k++) {
+		f = sc->cand[k];
 		sc->flows[sc->groups[f->sock->batch_group].nruns++] = f;
+	}
 
 	/* Round-robin over the flows of each group. */
 	for (size_t g = 0, first = 0; g < ngroups; g++) {
 		size_t last = sc->groups[g].nruns, run0 = nruns;
 		struct uw_flow **fl = sc->flows + first;
 		size_t nfl = last - first, live = nfl;
-		uint32_t maxseg[64];
-		uint32_t *ms = nfl <= UW_ARRAY_SIZE(maxseg) ? maxseg : calloc(nfl, sizeof(*ms));
+		uint32_t *ms = sc->maxseg + first;
 
-		if (!ms)
-			return -ENOMEM;
 		for (size_t i = 0; i < nfl; i++)
 			ms[i] = flow_max_segment(be, fl[i]);
 		while (live) {
@@ -149,14 +194,13 @@ int uw_batch_build(struct uw_scratch *sc, struct uw_stage *st, struct uw_backend
 					continue;
 				r = &sc->runs[nruns++];
 				cut_run(fl[i], ms[i], r, sc->iov + niov);
+				r->flow = (uint32_t)(first + i);
 				niov += r->nseg;
 				b->datagrams += r->nseg;
 				b->bytes += r->bytes;
 				live += fl[i]->head != NULL;
 			}
 		}
-		if (ms != maxseg)
-			free(ms);
 		sc->groups[g].runs = sc->runs + run0;
 		sc->groups[g].nruns = nruns - run0;
 		first = last;
@@ -165,5 +209,12 @@ int uw_batch_build(struct uw_scratch *sc, struct uw_stage *st, struct uw_backend
 	b->ngroups = ngroups;
 	b->runs = sc->runs;
 	b->nruns = nruns;
+	b->nflows = ncand;
 	return 0;
+}
+
+int uw_batch_build(struct uw_scratch *sc, struct uw_stage *st, struct uw_backend *be,
+		   struct uw_batch *b)
+{
+	return uw_batch_build_stages(sc, &st, 1, be, b);
 }

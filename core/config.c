@@ -16,6 +16,7 @@ void uw_config_defaults(struct uw_config *cfg)
 	cfg->max_delay_us = 2000;
 	cfg->arena_kb = 4096;
 	cfg->log_level = UW_LOG_WARN;
+	cfg->interleave_burst = 1;
 }
 
 static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
@@ -68,20 +69,44 @@ struct uw_var {
 };
 
 static const struct uw_var uw_vars[] = {
-	{ "BACKEND",      "one of mmsg, uring, passthrough" },
+	{ "BACKEND",      "one of mmsg, packet, uring, passthrough" },
 	{ "MAX_DELAY_US", "microseconds, 0..10000000" },
 	{ "INTERVAL_US",  "microseconds, 1..10000000" },
 	{ "ARENA_KB",     "kilobytes, 256..1048576" },
-	{ "RULES",        "destination rules (not supported by this version)" },
+	{ "RULES",        "destination rules" },
 	{ "STATS",        "a file path or 'stderr'" },
 	{ "LOG",          "one of error, warn, info, debug" },
 	{ "DISABLE",      "0 or 1" },
 	{ "STATS_OWNER",  "a process id (set by the library itself)" },
 	{ "RT_PRIORITY",  "0 (off) or a SCHED_FIFO priority 1..99 for the flush thread" },
+	{ "INTERLEAVE",   "'flow' or 'burst:N' (N datagrams per destination in a row, 1..64)" },
+	{ "PACKET_QDISC_BYPASS", "0 or 1" },
+	{ "PACKET_GSO",   "0 or 1" },
 	{ "URING_ZC_BYTES", "0 (off) or the smallest message in bytes the uring backend sends zero-copy, 1..65535" },
 };
 
-static int apply(struct uw_config *cfg, size_t var, const char *v)
+static int parse_interleave(const char *s, uint32_t *out)
+{
+	if (!strcmp(s, "flow")) {
+		*out = 1;
+		return 0;
+	}
+	if (strncmp(s, "burst:", 6))
+		return -EINVAL;
+	return parse_u32(s + 6, 1, 64, out);
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+	uint32_t u;
+
+	if (parse_u32(s, 0, 1, &u))
+		return -EINVAL;
+	*out = u;
+	return 0;
+}
+
+static int apply(struct uw_config *cfg, size_t var, const char *v, char *why, size_t whylen)
 {
 	uint32_t u;
 
@@ -90,7 +115,7 @@ static int apply(struct uw_config *cfg, size_t var, const char *v)
 	case 1: return parse_u32(v, 0, 10000000, &cfg->max_delay_us);
 	case 2: return parse_u32(v, 1, 10000000, &cfg->interval_us);
 	case 3: return parse_u32(v, 256, 1048576, &cfg->arena_kb);
-	case 4: return *v ? -EINVAL : 0;
+	case 4: return uw_rules_parse(v, cfg->rules, &cfg->nrules, why, whylen);
 	case 5: return parse_stats(v, cfg->stats_path, sizeof(cfg->stats_path));
 	case 6: return parse_level(v, &cfg->log_level);
 	case 7:
@@ -103,6 +128,12 @@ static int apply(struct uw_config *cfg, size_t var, const char *v)
 	case 9:
 		return parse_u32(v, 0, 99, &cfg->rt_priority);
 	case 10:
+		return parse_interleave(v, &cfg->interleave_burst);
+	case 11:
+		return parse_bool(v, &cfg->packet_qdisc_bypass);
+	case 12:
+		return parse_bool(v, &cfg->packet_gso);
+	case 13:
 		return parse_u32(v, 0, 65535, &cfg->uring_zc_bytes);
 	}
 	return -EINVAL;
@@ -120,6 +151,7 @@ static int find_var(const char *name, size_t namelen)
 int uw_config_parse(struct uw_config *cfg, char *const *env, char *msg, size_t msglen)
 {
 	const size_t plen = strlen(UW_ENV_PREFIX);
+	char why[200];
 
 	uw_config_defaults(cfg);
 	if (msglen)
@@ -136,10 +168,12 @@ int uw_config_parse(struct uw_config *cfg, char *const *env, char *msg, size_t m
 				 (int)(eq - e), e);
 			continue;
 		}
-		if (apply(cfg, (size_t)var, eq + 1)) {
+		why[0] = '\0';
+		if (apply(cfg, (size_t)var, eq + 1, why, sizeof(why))) {
 			snprintf(msg, msglen,
-				 "%s" "%s=%.64s: expected %s; running in passthrough (every send goes straight to the kernel)",
-				 UW_ENV_PREFIX, uw_vars[var].name, eq + 1, uw_vars[var].expect);
+				 "%s" "%s=%.64s: %s%s; running in passthrough (every send goes straight to the kernel)",
+				 UW_ENV_PREFIX, uw_vars[var].name, eq + 1, why[0] ? "" : "expected ",
+				 why[0] ? why : uw_vars[var].expect);
 			goto bad;
 		}
 	}

@@ -29,6 +29,8 @@ int uw_fdtable_init(struct uw_fdtable *t, int nslots)
 	return 0;
 }
 
+static _Atomic uint32_t uw_sock_ids;
+
 struct uw_sock *uw_sock_new(struct uw_fdtable *t, int fd, int family)
 {
 	struct uw_sock *s;
@@ -47,6 +49,7 @@ struct uw_sock *uw_sock_new(struct uw_fdtable *t, int fd, int family)
 	}
 	atomic_store_explicit(&s->fd, fd, memory_order_relaxed);
 	s->family = family;
+	s->id = atomic_fetch_add_explicit(&uw_sock_ids, 1, memory_order_relaxed) + 1;
 	return s;
 }
 
@@ -114,18 +117,24 @@ void uw_sock_discard(struct uw_fdtable *t, struct uw_sock *s)
 	pthread_mutex_unlock(&t->lock);
 }
 
+/* The last reference: the release hook runs with no lock held (it may
+ * flush), while nobody can reach s (no fd names it, not yet reusable). */
 bool uw_sock_put(struct uw_fdtable *t, struct uw_sock *s)
 {
 	bool last;
 
 	pthread_mutex_lock(&t->lock);
 	last = --s->refs == 0;
-	if (last) {
-		s->next_free = t->free_list;
-		t->free_list = s;
-	}
 	pthread_mutex_unlock(&t->lock);
-	return last;
+	if (!last)
+		return false;
+	if (t->release)
+		t->release(s, t->release_ctx);
+	pthread_mutex_lock(&t->lock);
+	s->next_free = t->free_list;
+	t->free_list = s;
+	pthread_mutex_unlock(&t->lock);
+	return true;
 }
 
 int uw_fdtable_other_fd(struct uw_fdtable *t, struct uw_sock *s, int not_fd)

@@ -44,6 +44,16 @@ static void core_leave(int cs)
 	uw_in_core--;
 }
 
+bool uw_core_enter(int *cs)
+{
+	return core_enter(cs);
+}
+
+void uw_core_leave(int cs)
+{
+	core_leave(cs);
+}
+
 /* ---- addresses ---------------------------------------------------------- */
 
 void uw_addr_from_sockaddr(struct uw_addr *a, const struct sockaddr *sa, socklen_t len)
@@ -120,7 +130,7 @@ uint32_t uw_addr_hash(const struct uw_addr *a)
 
 int uw_arena_init(struct uw_arena *a, size_t total)
 {
-	size_t chunk = total / 8 > UW_CHUNK_MIN ? total / 8 : UW_CHUNK_MIN;
+	size_t chunk = total / 32 > UW_CHUNK_MIN ? total / 32 : UW_CHUNK_MIN;
 	unsigned int n = total / chunk > 2 ? (unsigned int)(total / chunk) : 2;
 
 	memset(a, 0, sizeof(*a));
@@ -208,8 +218,11 @@ static struct uw_flow *stage_find(struct uw_stage *st, uint32_t bucket, struct u
 	return NULL;
 }
 
-int uw_stage_add(struct uw_stage *st, struct uw_sock *s, const struct uw_addr *dest,
-		 const struct iovec *iov, size_t iovlen, size_t len, uint64_t (*now_ns)(void))
+/* Append a datagram to its flow in st (a new flow for rec if there is none
+ * yet): flow and datagram in one piece, all or nothing. */
+static struct uw_dgram *stage_append(struct uw_stage *st, struct uw_sock *s,
+				     const struct uw_addr *dest, const struct iovec *iov,
+				     size_t iovlen, size_t len, struct uw_flowrec *rec)
 {
 	uint32_t bucket = (uw_addr_hash(dest) ^ (uint32_t)((uintptr_t)s >> 4)) %
 			  UW_FLOW_BUCKETS;
@@ -219,10 +232,9 @@ int uw_stage_add(struct uw_stage *st, struct uw_sock *s, const struct uw_addr *d
 	struct uw_dgram *d;
 	unsigned char *p;
 
-	/* flow and datagram in one piece: all or nothing */
 	p = stage_take(st, flen + dlen);
 	if (!p)
-		return -ENOSPC;
+		return NULL;
 	d = (struct uw_dgram *)(p + flen);
 	if (!f) {
 		f = (struct uw_flow *)p;
@@ -230,6 +242,9 @@ int uw_stage_add(struct uw_stage *st, struct uw_sock *s, const struct uw_addr *d
 		f->sock = s;
 		f->dest = *dest;
 		f->bucket = bucket;
+		f->rec = rec;
+		f->cut_ns = rec ? rec->plan.cut_ns : UINT64_MAX;
+		f->txtime = rec && rec->plan.mode == UW_PACE_KERNEL;
 		f->hash_next = st->bucket[bucket];
 		st->bucket[bucket] = f;
 		if (st->flows_tail)
@@ -241,6 +256,7 @@ int uw_stage_add(struct uw_stage *st, struct uw_sock *s, const struct uw_addr *d
 	}
 	d->next = NULL;
 	d->len = (uint32_t)len;
+	d->due_ns = 0;
 	for (size_t i = 0, p_off = 0; i < iovlen; i++) {
 		p = d->data + p_off;
 		if (iov[i].iov_len)
@@ -253,10 +269,33 @@ int uw_stage_add(struct uw_stage *st, struct uw_sock *s, const struct uw_addr *d
 		f->head = d;
 	f->tail = d;
 	f->count++;
-	if (!st->ndgrams)
-		st->oldest_ns = now_ns();
+	f->bytes += len;
 	st->ndgrams++;
 	st->nbytes += len;
+	return d;
+}
+
+int uw_stage_add(struct uw_stage *st, struct uw_sock *s, const struct uw_addr *dest,
+		 const struct iovec *iov, size_t iovlen, size_t len, uint64_t (*now_ns)(void))
+{
+	if (!stage_append(st, s, dest, iov, iovlen, len, NULL))
+		return -ENOSPC;
+	if (st->ndgrams == 1)
+		st->oldest_ns = now_ns();
+	return 0;
+}
+
+int uw_stage_add_paced(struct uw_stage *st, struct uw_sock *s, const struct uw_addr *dest,
+		       const struct iovec *iov, size_t iovlen, size_t len, uint64_t now,
+		       uint64_t due_ns, struct uw_flowrec *rec)
+{
+	struct uw_dgram *d = stage_append(st, s, dest, iov, iovlen, len, rec);
+
+	if (!d)
+		return -ENOSPC;
+	d->due_ns = due_ns;
+	if (st->ndgrams == 1)
+		st->oldest_ns = now;
 	return 0;
 }
 
@@ -318,6 +357,9 @@ int uw_core_init(struct uw_core *c, const struct uw_config *cfg, const struct uw
 	memset(c, 0, sizeof(*c));
 	c->cfg = *cfg;
 	c->sys = sys;
+	uw_stats_reset(&c->stats);
+	if (cfg->nrules)
+		atomic_store(&c->pace_on, true);
 	ops = uw_backend_find(cfg->backend);
 	if (!ops)
 		return -EINVAL;
@@ -357,6 +399,8 @@ void uw_core_destroy(struct uw_core *c)
 		c->be.ops->close(&c->be);
 	uw_arena_free(&c->arena);
 	uw_scratch_free(&c->scratch);
+	free(c->wheel);
+	c->wheel = NULL;
 }
 
 static void account_runs(struct uw_core *c, struct uw_batch *b)
@@ -381,9 +425,10 @@ static void flush_stage_slowly(struct uw_core *c, struct uw_stage *stg)
 	for (struct uw_flow *f = stg->flows; f; f = f->next) {
 		for (struct uw_dgram *d = f->head; d; d = d->next) {
 			struct iovec iov = { d->data, d->len };
-			struct uw_run r = { f->sock, &f->dest, &iov, 1, d->len, d->len, 0, 0 };
+			struct uw_run r = { f->sock, &f->dest, &iov, 1, d->len, d->len, 0, 0, 0,
+					    f->txtime ? d->due_ns : 0 };
 			struct uw_group g = { f->sock, &r, 1 };
-			struct uw_batch b = { &g, 1, &r, 1, 1, d->len };
+			struct uw_batch b = { &g, 1, &r, 1, 1, 1, d->len };
 
 			pt.ops->send_batch(&pt, &b);
 			account_runs(c, &b);
@@ -391,18 +436,31 @@ static void flush_stage_slowly(struct uw_core *c, struct uw_stage *stg)
 	}
 }
 
-static void flush_stage(struct uw_core *c, struct uw_stage *stg, enum uw_flush_reason why)
+/* Send the detached stages v[0..n), oldest release first, as one batch.
+ * Flush lock held, queue lock not. */
+static void flush_stages(struct uw_core *c, struct uw_stage *const *v, size_t n,
+			 enum uw_flush_reason why)
 {
 	struct uw_batch b;
-	uint64_t now = c->sys->now_ns();
+	uint64_t now = c->sys->now_ns(), oldest = UINT64_MAX, used = 0, nbytes = 0;
+	uint32_t nflows = 0, ndgrams = 0;
 
+	for (size_t i = 0; i < n; i++) {
+		if (v[i]->ndgrams && v[i]->oldest_ns < oldest)
+			oldest = v[i]->oldest_ns;
+		used += v[i]->used;
+		nflows += v[i]->nflows;
+		ndgrams += v[i]->ndgrams;
+		nbytes += v[i]->nbytes;
+	}
 	uw_stat_add(&c->stats.flushes[why], 1);
 	uw_stat_add(&c->stats.batches, 1);
-	uw_stats_note_delay(&c->stats, now - stg->oldest_ns);
-	uw_stat_max(&c->stats.arena_high_water, stg->used);
-	if (uw_batch_build(&c->scratch, stg, &c->be, &b)) {
+	uw_stats_note_delay(&c->stats, now > oldest ? now - oldest : 0);
+	uw_stat_max(&c->stats.arena_high_water, used);
+	if (uw_batch_build_stages(&c->scratch, v, n, &c->be, &b)) {
 		uw_warn("out of memory building a batch; sending datagram by datagram");
-		flush_stage_slowly(c, stg);
+		for (size_t i = 0; i < n; i++)
+			flush_stage_slowly(c, v[i]);
 		return;
 	}
 	for (size_t i = 0; i < b.nruns; i++) {
@@ -411,17 +469,65 @@ static void flush_stage(struct uw_core *c, struct uw_stage *stg, enum uw_flush_r
 			uw_stat_add(&c->stats.gso_segments, b.runs[i].nseg);
 			uw_stat_max(&c->stats.segments_max, b.runs[i].nseg);
 		}
+		if (b.runs[i].txtime_ns)
+			uw_stat_add(&c->stats.txtime_messages, 1);
 	}
 	uw_stat_add(&c->stats.messages, b.nruns);
-	uw_trace(flush, uw_flush_reason_name[why], stg->nflows, stg->ndgrams, stg->nbytes);
+	uw_trace(flush, uw_flush_reason_name[why], nflows, ndgrams, nbytes);
 	c->be.ops->send_batch(&c->be, &b);
 	account_runs(c, &b);
 }
 
+static bool is_wheel_stage(const struct uw_core *c, const struct uw_stage *st)
+{
+	return c->wheel && st >= c->wheel->stages && st < c->wheel->stages + UW_WHEEL_STAGES;
+}
+
+/* After flush_stages, queue lock held: counters down, memory back. */
+static void finish_stages(struct uw_core *c, struct uw_stage *const *v, size_t n)
+{
+	uint64_t total = 0;
+
+	if (atomic_load_explicit(&c->pace_on, memory_order_relaxed))
+		uw_pace_account(c, v, n, c->sys->now_ns());
+	for (size_t i = 0; i < n; i++) {
+		for (struct uw_flow *f = v[i]->flows; f; f = f->next) {
+			f->sock->queued -= f->count;
+			if (f->rec)
+				f->rec->queued -= f->count;
+		}
+		total += v[i]->ndgrams;
+		if (is_wheel_stage(c, v[i]))
+			uw_wheel_put(c, v[i]);
+		else
+			uw_stage_reset(v[i]);	/* its chunks are free again */
+	}
+	uw_stat_add_locked(&c->queued_total, -total);
+}
+
+/* Detached stages, flushed and given back; the locks as uw_core_flush. */
+static long flush_detached(struct uw_core *c, struct uw_stage *const *v, size_t n,
+			   enum uw_flush_reason why)
+{
+	long total = 0;
+
+	for (size_t i = 0; i < n; i++)
+		total += v[i]->ndgrams;
+	if (total)
+		flush_stages(c, v, n, why);
+	pthread_mutex_lock(&c->qlock);
+	finish_stages(c, v, n);
+	pthread_mutex_unlock(&c->qlock);
+	if (total && c->sys->after_flush)
+		c->sys->after_flush(c->sys->now_ns());
+	return total;
+}
+
 long uw_core_flush(struct uw_core *c, enum uw_flush_reason why)
 {
-	struct uw_stage *stg;
-	long n;
+	struct uw_stage *v[UW_WHEEL_STAGES + 1], *stg;
+	size_t n = 0;
+	long sent = 0;
 	int cs;
 
 	if (!core_enter(&cs))
@@ -429,24 +535,50 @@ long uw_core_flush(struct uw_core *c, enum uw_flush_reason why)
 	pthread_mutex_lock(&c->flock);
 	pthread_mutex_lock(&c->qlock);
 	stg = &c->stage[c->active];
-	n = stg->ndgrams;
-	if (n)
+	if (stg->ndgrams) {
 		c->active ^= 1;
-	pthread_mutex_unlock(&c->qlock);
-	if (n) {
-		flush_stage(c, stg, why);
-		pthread_mutex_lock(&c->qlock);
-		for (struct uw_flow *f = stg->flows; f; f = f->next)
-			f->sock->queued -= f->count;
-		uw_stat_add_locked(&c->queued_total, -(uint64_t)n);
-		uw_stage_reset(stg);	/* its chunks are free again */
-		pthread_mutex_unlock(&c->qlock);
-		if (c->sys->after_flush)
-			c->sys->after_flush(c->sys->now_ns());
+		v[n++] = stg;
 	}
+	n += uw_wheel_detach(c, UINT64_MAX, v + n);
+	pthread_mutex_unlock(&c->qlock);
+	if (n)
+		sent = flush_detached(c, v, n, why);
 	pthread_mutex_unlock(&c->flock);
 	core_leave(cs);
-	return n;
+	return sent;
+}
+
+/* What is due now: the wheel's stages released by now, and the default
+ * stage if it is due; when the wheel flushes anyway, a default stage due
+ * within its slack goes along (one batch, and still within its delay). */
+long uw_core_flush_due(struct uw_core *c)
+{
+	struct uw_stage *v[UW_WHEEL_STAGES + 1], *stg;
+	enum uw_flush_reason why = UW_FLUSH_PACED, dwhy;
+	uint64_t now;
+	size_t n;
+	long sent = 0;
+	int cs;
+
+	if (!core_enter(&cs))
+		return 0;
+	pthread_mutex_lock(&c->flock);
+	pthread_mutex_lock(&c->qlock);
+	now = c->sys->now_ns();
+	n = uw_wheel_detach(c, now, v);
+	stg = &c->stage[c->active];
+	if (stg->ndgrams && uw_core_due_ns(c, stg, &dwhy) <= now + (n ? c->slack_ns : 0)) {
+		if (!n)
+			why = dwhy;
+		c->active ^= 1;
+		v[n++] = stg;
+	}
+	pthread_mutex_unlock(&c->qlock);
+	if (n)
+		sent = flush_detached(c, v, n, why);
+	pthread_mutex_unlock(&c->flock);
+	core_leave(cs);
+	return sent;
 }
 
 void uw_core_flush_sock(struct uw_core *c, struct uw_sock *s, enum uw_flush_reason why)
@@ -498,6 +630,17 @@ static void ensure_bound(struct uw_core *c, struct uw_sock *s)
  */
 #define UW_CHECK_WINDOW_NS	50000u
 #define UW_CHECK_MAX_EVERY	64u
+/* A paced sender flushes the wheel itself when the flush thread is this
+ * late for its first release. */
+#define UW_PACE_SENDER_LATE_NS	(4 * UW_PACE_GRAIN_NS)
+
+/* The flush thread is late for the wheel's first release. qlock held. */
+static bool wheel_late(const struct uw_core *c, uint64_t now)
+{
+	uint64_t next = uw_wheel_next_ns(c);
+
+	return next != UINT64_MAX && now >= next + UW_PACE_SENDER_LATE_NS;
+}
 
 static bool sender_finds_stage_late(struct uw_core *c, struct uw_stage *stg)
 {
@@ -514,14 +657,176 @@ static bool sender_finds_stage_late(struct uw_core *c, struct uw_stage *stg)
 								     : (uint32_t)every;
 	c->since_check = 0;
 	c->last_check_ns = now;
-	return stg->ndgrams && now >= uw_core_due_ns(c, stg, &why);
+	return (stg->ndgrams && now >= uw_core_due_ns(c, stg, &why)) || wheel_late(c, now);
+}
+
+/* qlock held: a new stage's first datagram may be due before the time the
+ * flush thread sleeps until. */
+static void wake_flusher(struct uw_core *c, uint64_t due)
+{
+	if (!c->flusher_running && !c->flusher_failed)
+		uw_core_start_flusher(c);
+	else if (due < c->flusher_until)
+		pthread_cond_signal(&c->wake);
+}
+
+static void trace_enqueue(struct uw_sock *s, const struct uw_addr *dest, size_t len)
+{
+	if (uw_trace_on(enqueue)) {
+		char d[64];
+
+		uw_addr_format(dest, d, sizeof(d));
+		uw_trace(enqueue, atomic_load_explicit(&s->fd, memory_order_relaxed), d,
+			 (uint32_t)len);
+	}
+}
+
+/* Into the default stage (qlock held, the library entered; both are let
+ * go here); rec, when pacing is on, keeps the flow's rate estimate. */
+static ssize_t queue_default(struct uw_core *c, struct uw_sock *s, const struct uw_msg *m,
+			     const struct uw_addr *dest, struct uw_flowrec *rec, int cs)
+{
+	struct uw_stage *stg;
+	enum uw_flush_reason why;
+	bool was_empty, late;
+
+	for (;;) {
+		stg = &c->stage[c->active];
+		was_empty = !stg->ndgrams;
+		/* the clock only for a stage's first datagram */
+		if (rec ? !uw_stage_add_paced(stg, s, dest, m->iov, m->iovlen, m->len,
+					      was_empty ? c->sys->now_ns() : 0, 0, rec)
+			: !uw_stage_add(stg, s, dest, m->iov, m->iovlen, m->len, c->sys->now_ns))
+			break;
+		pthread_mutex_unlock(&c->qlock);
+		core_leave(cs);
+		uw_core_flush(c, UW_FLUSH_ARENA_FULL);
+		core_enter(&cs);
+		pthread_mutex_lock(&c->qlock);
+	}
+	s->queued++;
+	if (rec)
+		rec->queued++;
+	uw_stat_add_locked(&c->queued_total, 1);
+	uw_stat_add_locked(&c->stats.datagrams_in, 1);
+	uw_stat_add_locked(&c->stats.bytes_in, m->len);
+	late = sender_finds_stage_late(c, stg) || c->flusher_failed;
+	if (was_empty)
+		wake_flusher(c, uw_core_due_ns(c, stg, &why));
+	else if (!c->flusher_running && !c->flusher_failed)
+		uw_core_start_flusher(c);
+	pthread_mutex_unlock(&c->qlock);
+	core_leave(cs);
+	trace_enqueue(s, dest, m->len);
+	if (late && c->flusher_failed)
+		uw_core_flush(c, UW_FLUSH_DEADLINE);
+	else if (late)
+		uw_core_flush_due(c);
+	return (ssize_t)m->len;
+}
+
+/* The stage of release time rel: the one rec used last, or the wheel's. */
+static struct uw_stage *paced_stage(struct uw_core *c, struct uw_flowrec *rec, uint64_t rel,
+				    bool *opened)
+{
+	struct uw_stage *st = rec->stage;
+
+	*opened = false;
+	if (st && st->open && st->gen == rec->stage_gen && st->release_ns == rel)
+		return st;
+	return uw_wheel_stage(c, rel, opened);
+}
+
+/*
+ * A datagram of a flow with metrics (pacing on; see core/pace.c): its due
+ * time, its release time on its quantum's grid (never before the flow's
+ * last one: flow order), into the wheel stage of that release.
+ */
+static ssize_t send_paced(struct uw_core *c, struct uw_sock *s, const struct uw_msg *m,
+			  const struct uw_addr *dest)
+{
+	struct uw_flowrec *rec;
+	struct uw_stage *stg;
+	uint64_t now, due, rel;
+	bool opened, late;
+	int cs;
+
+	core_enter(&cs);
+	pthread_mutex_lock(&c->qlock);
+	rec = uw_flowrec_find(s, dest);
+	if (!rec) {
+		struct uw_metrics sm = s->metrics;
+		struct uw_flowrec *fresh;
+
+		pthread_mutex_unlock(&c->qlock);
+		fresh = uw_flowrec_prepare(c, s, dest, &sm);
+		pthread_mutex_lock(&c->qlock);
+		rec = fresh ? uw_flowrec_insert(c, fresh, c->sys->now_ns()) : NULL;
+	}
+	now = c->sys->now_ns();
+	if (rec) {
+		rec->last_used_ns = now;
+		if (now >= rec->replan_ns)
+			uw_flowrec_replan(c, rec, now);
+	}
+	if (!rec || rec->plan.mode == UW_PACE_NONE)
+		return queue_default(c, s, m, dest, rec, cs);
+	if (rec->plan.mode == UW_PACE_DIRECT) {
+		bool queued = rec->queued;
+
+		pthread_mutex_unlock(&c->qlock);
+		core_leave(cs);
+		if (queued)	/* the flow's own earlier datagrams first */
+			uw_core_flush_sock(c, s, UW_FLUSH_BARRIER);
+		uw_stat_add(&c->stats.direct_datagrams, 1);
+		return UW_PASS;
+	}
+	due = now + rec->plan.offset_ns;
+	if (due < rec->last_due_ns)
+		due = rec->last_due_ns;
+	rel = (due - rec->plan.lead_ns) / rec->plan.quantum_ns * rec->plan.quantum_ns;
+	if (rel < rec->last_release_ns)
+		rel = rec->last_release_ns;
+	for (;;) {
+		stg = paced_stage(c, rec, rel, &opened);
+		if (stg && !uw_stage_add_paced(stg, s, dest, m->iov, m->iovlen, m->len, now,
+					       due, rec))
+			break;
+		/* no stage or no memory: make room, in order */
+		pthread_mutex_unlock(&c->qlock);
+		core_leave(cs);
+		uw_core_flush(c, UW_FLUSH_ARENA_FULL);
+		core_enter(&cs);
+		pthread_mutex_lock(&c->qlock);
+	}
+	rec->stage = stg;
+	rec->stage_gen = stg->gen;
+	rec->last_release_ns = rel;
+	rec->last_due_ns = due;
+	rec->queued++;
+	s->queued++;
+	uw_stat_add_locked(&c->queued_total, 1);
+	uw_stat_add_locked(&c->stats.datagrams_in, 1);
+	uw_stat_add_locked(&c->stats.bytes_in, m->len);
+	uw_stat_add_locked(&c->stats.paced_datagrams, 1);
+	late = c->flusher_failed || wheel_late(c, now);
+	if (opened)
+		wake_flusher(c, rel);
+	else if (!c->flusher_running && !c->flusher_failed)
+		uw_core_start_flusher(c);
+	pthread_mutex_unlock(&c->qlock);
+	core_leave(cs);
+	trace_enqueue(s, dest, m->len);
+	if (late && c->flusher_failed)
+		uw_core_flush(c, UW_FLUSH_DEADLINE);
+	else if (late)
+		uw_core_flush_due(c);
+	return (ssize_t)m->len;
 }
 
 ssize_t uw_core_send(struct uw_core *c, struct uw_sock *s, const struct uw_msg *m)
 {
 	struct uw_addr dest;
-	struct uw_stage *stg;
-	bool was_empty, late;
 	int err, cs;
 
 	if (uw_in_core)		/* a signal handler interrupted the library */
@@ -542,42 +847,11 @@ ssize_t uw_core_send(struct uw_core *c, struct uw_sock *s, const struct uw_msg *
 	/* sendto() naming the connected peer is the same flow as send(). */
 	if (dest.len && (uw_sock_flags(s) & UW_SOCK_CONNECTED) && uw_addr_equal(&dest, &s->peer))
 		dest.len = 0;
-
+	if (atomic_load_explicit(&c->pace_on, memory_order_relaxed))
+		return send_paced(c, s, m, &dest);
 	core_enter(&cs);
 	pthread_mutex_lock(&c->qlock);
-	for (;;) {
-		stg = &c->stage[c->active];
-		was_empty = !stg->ndgrams;
-		err = uw_stage_add(stg, s, &dest, m->iov, m->iovlen, m->len, c->sys->now_ns);
-		if (err != -ENOSPC)
-			break;
-		pthread_mutex_unlock(&c->qlock);
-		core_leave(cs);
-		uw_core_flush(c, UW_FLUSH_ARENA_FULL);
-		core_enter(&cs);
-		pthread_mutex_lock(&c->qlock);
-	}
-	s->queued++;
-	uw_stat_add_locked(&c->queued_total, 1);
-	uw_stat_add_locked(&c->stats.datagrams_in, 1);
-	uw_stat_add_locked(&c->stats.bytes_in, m->len);
-	late = sender_finds_stage_late(c, stg) || c->flusher_failed;
-	if (!c->flusher_running && !c->flusher_failed)
-		uw_core_start_flusher(c);
-	if (was_empty && c->flusher_idle)
-		pthread_cond_signal(&c->wake);
-	pthread_mutex_unlock(&c->qlock);
-	core_leave(cs);
-	if (uw_trace_on(enqueue)) {
-		char d[64];
-
-		uw_addr_format(&dest, d, sizeof(d));
-		uw_trace(enqueue, atomic_load_explicit(&s->fd, memory_order_relaxed), d,
-			 (uint32_t)m->len);
-	}
-	if (late)
-		uw_core_flush(c, UW_FLUSH_DEADLINE);
-	return (ssize_t)m->len;
+	return queue_default(c, s, m, &dest, NULL, cs);
 }
 
 /* ---- fork ---------------------------------------------------------------- */
@@ -605,17 +879,30 @@ void uw_core_fork_child(struct uw_core *c)
 	for (int fd = 0; fd <= max && fd < c->fds.nslots; fd++) {
 		uintptr_t v = atomic_load_explicit(&c->fds.slot[fd], memory_order_relaxed);
 
-		if (uw_slot_sock(v))
-			uw_slot_sock(v)->queued = 0;
+		struct uw_sock *s = uw_slot_sock(v);
+
+		if (!s)
+			continue;
+		s->queued = 0;
+		for (uint32_t i = 0; s->recs && i < s->recs->cap; i++)
+			if (s->recs->slot[i])
+				s->recs->slot[i]->queued = 0;
 	}
 	uw_stage_reset(&c->stage[0]);
 	uw_stage_reset(&c->stage[1]);
+	if (c->wheel) {
+		struct uw_stage *v[UW_WHEEL_STAGES];
+		size_t n = uw_wheel_detach(c, UINT64_MAX, v);
+
+		for (size_t i = 0; i < n; i++)
+			uw_wheel_put(c, v[i]);
+	}
 	atomic_store(&c->queued_total, 0);
 	uw_stats_reset(&c->stats);
 	if (c->be.ops && c->be.ops->fork_child)
 		c->be.ops->fork_child(&c->be);
 	c->flusher_running = false;
-	c->flusher_idle = false;
+	c->flusher_until = 0;
 	c->flusher_failed = false;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

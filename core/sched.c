@@ -2,19 +2,111 @@
 /*
  * When to flush, and the thread that does it.
  *
- * A stage is due when its oldest datagram has waited the maximum delay
- * (less a small slack for the flush itself), or, with UDPWEAVE_INTERVAL_US,
- * at the next tick of a fixed grid if that comes first, so that all
- * streams of the process flush together. The flush thread sleeps until the
- * earliest due time and is woken only when an empty stage gets its first
- * datagram: one wake-up per flush, never one per datagram.
+ * Flows without metrics share the default stage. It is due when its
+ * oldest datagram has waited the maximum delay (less a small slack for the
+ * flush itself), or, with UDPWEAVE_INTERVAL_US, at the next tick of a
+ * fixed grid if that comes first, so that all streams of the process
+ * flush together.
+ *
+ * Paced flows (core/pace.c) queue in the timing wheel: one stage per
+ * release time, a multiple of the flow's quantum on a grid common to all
+ * flows, so that everything released in the same quantum leaves as one
+ * batch across flows.
+ *
+ * The flush thread sleeps until the earliest of the default stage's due
+ * time and the wheel's first release, and is woken only when a stage
+ * opens earlier than that: one wake-up per quantum, never one per
+ * datagram. How late it wakes is measured (the pacing's precision).
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "uw.h"
+
+/* ---- the wheel ------------------------------------------------------------ */
+
+static struct uw_wheel *wheel_get(struct uw_core *c)
+{
+	struct uw_wheel *w = c->wheel;
+
+	if (w)
+		return w;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return NULL;
+	for (int i = UW_WHEEL_STAGES; i-- > 0;) {
+		uw_stage_init(&w->stages[i], &c->arena);
+		w->stages[i].next_free = w->free;
+		w->free = &w->stages[i];
+	}
+	c->wheel = w;
+	return w;
+}
+
+struct uw_stage *uw_wheel_stage(struct uw_core *c, uint64_t release_ns, bool *opened)
+{
+	struct uw_wheel *w = wheel_get(c);
+	struct uw_stage *st;
+	int i;
+
+	*opened = false;
+	if (!w)
+		return NULL;
+	/* from the latest: a new release time is usually the last one */
+	for (i = (int)w->nopen - 1; i >= 0; i--) {
+		if (w->open[i]->release_ns == release_ns)
+			return w->open[i];
+		if (w->open[i]->release_ns < release_ns)
+			break;
+	}
+	st = w->free;
+	if (!st)
+		return NULL;
+	w->free = st->next_free;
+	i++;
+	memmove(&w->open[i + 1], &w->open[i], (w->nopen - (unsigned int)i) * sizeof(w->open[0]));
+	w->open[i] = st;
+	w->nopen++;
+	st->release_ns = release_ns;
+	st->gen++;
+	st->open = true;
+	*opened = true;
+	return st;
+}
+
+size_t uw_wheel_detach(struct uw_core *c, uint64_t t, struct uw_stage **v)
+{
+	struct uw_wheel *w = c->wheel;
+	unsigned int n = 0;
+
+	if (!w)
+		return 0;
+	while (n < w->nopen && w->open[n]->release_ns <= t) {
+		w->open[n]->open = false;
+		v[n] = w->open[n];
+		n++;
+	}
+	memmove(&w->open[0], &w->open[n], (w->nopen - n) * sizeof(w->open[0]));
+	w->nopen -= n;
+	return n;
+}
+
+void uw_wheel_put(struct uw_core *c, struct uw_stage *st)
+{
+	uw_stage_reset(st);
+	st->next_free = c->wheel->free;
+	c->wheel->free = st;
+}
+
+uint64_t uw_wheel_next_ns(const struct uw_core *c)
+{
+	return c->wheel && c->wheel->nopen ? c->wheel->open[0]->release_ns : UINT64_MAX;
+}
+
+/* ---- the default stage ------------------------------------------------------ */
 
 uint64_t uw_core_due_ns(const struct uw_core *c, const struct uw_stage *st,
 			enum uw_flush_reason *why)
@@ -42,6 +134,23 @@ static struct timespec to_timespec(uint64_t ns)
 	return ts;
 }
 
+/* The next thing to do: the earlier of the default stage's due time and
+ * the wheel's first release; UINT64_MAX when nothing is queued. */
+static uint64_t next_event(const struct uw_core *c)
+{
+	const struct uw_stage *st = &c->stage[c->active];
+	uint64_t ev = uw_wheel_next_ns(c);
+	enum uw_flush_reason why;
+
+	if (st->ndgrams) {
+		uint64_t due = uw_core_due_ns(c, st, &why);
+
+		if (due < ev)
+			ev = due;
+	}
+	return ev;
+}
+
 static void *flusher_main(void *arg)
 {
 	struct uw_core *c = arg;
@@ -50,27 +159,26 @@ static void *flusher_main(void *arg)
 		c->sys->thread_setup();
 	pthread_mutex_lock(&c->qlock);
 	while (!c->stopping) {
-		struct uw_stage *st = &c->stage[c->active];
-		uint64_t due, now;
-		enum uw_flush_reason why;
+		uint64_t ev = next_event(c), now;
 
-		if (!st->ndgrams) {
-			c->flusher_idle = true;
+		if (ev == UINT64_MAX) {
+			c->flusher_until = UINT64_MAX;
 			pthread_cond_wait(&c->wake, &c->qlock);
-			c->flusher_idle = false;
+			c->flusher_until = 0;
 			continue;
 		}
-		due = uw_core_due_ns(c, st, &why);
 		now = c->sys->now_ns();
-		if (now < due) {
-			struct timespec ts = to_timespec(due);
+		if (now < ev) {
+			struct timespec ts = to_timespec(ev);
 
+			c->flusher_until = ev;
 			pthread_cond_timedwait(&c->wake, &c->qlock, &ts);
+			c->flusher_until = 0;
 			continue;
 		}
-		uw_stat_max(&c->stats.max_wake_late_ns, now - due);
+		uw_pace_note_wake(c, now - ev);
 		pthread_mutex_unlock(&c->qlock);
-		uw_core_flush(c, why);
+		uw_core_flush_due(c);
 		pthread_mutex_lock(&c->qlock);
 	}
 	c->flusher_running = false;

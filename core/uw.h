@@ -34,6 +34,8 @@
 
 /* ---- system calls the core and backends may make ---------------------- */
 
+struct uw_addr;
+
 struct uw_sys {
 	ssize_t (*sendmsg)(int fd, const struct msghdr *msg, int flags);
 	int (*sendmmsg)(int fd, struct mmsghdr *vec, unsigned int vlen, int flags);
@@ -53,7 +55,42 @@ struct uw_sys {
 	void (*thread_setup)(void);	/* optional, in the flush thread */
 	/* optional: after each flush, with the flush lock held */
 	void (*after_flush)(uint64_t now_ns);
+	/* optional: 1 when the egress qdisc toward dest releases packets at
+	 * their departure times (fq), 0 when not, -errno when unknown */
+	int (*egress_paces)(const struct uw_addr *dest);
 };
+
+/* ---- per-stream metrics and destination rules (core/rules.c) ---------- */
+
+/* A field 0 is "not set". */
+struct uw_metrics {
+	uint64_t rate_bps;
+	uint32_t jitter_us;
+	uint32_t delay_us;
+};
+
+#define UW_MAX_RULES	32
+#define UW_MAX_TIME_US	10000000u		/* jitter and delay: 10 s */
+#define UW_MAX_RATE_BPS	1000000000000ull	/* 1 Tbit/s */
+
+/* One UDPWEAVE_RULES entry: a destination prefix, an optional port. */
+struct uw_rule {
+	int family;			/* AF_INET, AF_INET6; AF_UNSPEC: '*' */
+	unsigned int prefix_len;
+	uint16_t port;			/* host order; 0: any port */
+	uint16_t index;			/* 1-based position in UDPWEAVE_RULES */
+	unsigned char addr[16];		/* network order, host bits zero */
+	struct uw_metrics m;
+};
+
+/* Parse a UDPWEAVE_RULES value into rules[], most specific first (longest
+ * prefix, then with a port, then the later in the string). Returns 0, or
+ * -EINVAL with one readable line (no newline) in err. */
+int uw_rules_parse(const char *s, struct uw_rule *rules, unsigned int *n,
+		   char *err, size_t errlen);
+/* The most specific rule matching dest, or NULL. */
+const struct uw_rule *uw_rules_match(const struct uw_rule *rules, unsigned int n,
+				     const struct uw_addr *dest);
 
 /* ---- configuration (core/config.c) ------------------------------------ */
 
@@ -65,11 +102,16 @@ struct uw_config {
 	uint32_t interval_us;		/* 0: unset */
 	uint32_t arena_kb;
 	uint32_t rt_priority;		/* SCHED_FIFO flush thread; 0: off */
+	uint32_t interleave_burst;	/* datagrams per destination in a row; 1: flow */
+	bool packet_qdisc_bypass;	/* packet backend: PACKET_QDISC_BYPASS */
+	bool packet_gso;		/* packet backend: GSO frames (PACKET_VNET_HDR) */
 	uint32_t uring_zc_bytes;	/* uring: smallest zero-copy message; 0: off */
 	char stats_path[PATH_MAX];	/* "" unset, "stderr", or a path (%p) */
 	enum uw_log_level log_level;
 	bool disabled;			/* UDPWEAVE_DISABLE=1 */
 	bool passthrough;		/* bad configuration: hands off */
+	unsigned int nrules;		/* UDPWEAVE_RULES */
+	struct uw_rule rules[UW_MAX_RULES];
 };
 
 void uw_config_defaults(struct uw_config *cfg);
@@ -116,7 +158,11 @@ enum {
 	UW_SOCK_APP_GSO		= 1u << 4,	/* its own UDP_SEGMENT */
 	UW_SOCK_SHUT		= 1u << 5,	/* shutdown(SHUT_WR) */
 	UW_SOCK_BYPASS		= UW_SOCK_CORKED | UW_SOCK_APP_GSO | UW_SOCK_SHUT,
+	UW_SOCK_TXTIME		= 1u << 6,	/* SO_TXTIME set by the library */
 };
+
+struct uw_flowrec;
+struct uw_flowtab;
 
 struct uw_sock {
 	_Atomic int fd;			/* the fd the library sends on */
@@ -124,6 +170,11 @@ struct uw_sock {
 	_Atomic uint32_t flags;
 	_Atomic int pending_err;	/* async error for the next send */
 	int refs;			/* fds naming it (fdtable lock) */
+	uint32_t id;			/* unique over the process's life */
+	/* bumped after every bind, connect and setsockopt on the socket:
+	 * what a backend derived from the socket's options is stale */
+	_Atomic uint32_t opt_gen;
+	_Atomic int mc_ifindex;		/* IP_MULTICAST_IF by index (ip_mreqn) */
 	uint32_t queued;		/* datagrams queued (queue lock) */
 	struct uw_addr peer;		/* valid with UW_SOCK_CONNECTED */
 	uint32_t mtu;			/* cached path MTU, connected sockets */
@@ -131,6 +182,10 @@ struct uw_sock {
 	uint32_t batch_gen;		/* batch builder marks (flush lock) */
 	uint32_t batch_group;
 	struct uw_sock *next_free;
+	/* pacing (qlock) */
+	struct uw_metrics metrics;	/* set by the application */
+	struct uw_flowtab *recs;	/* flow records, by destination */
+	struct uw_flowrec *last_rec;	/* the one used last */
 };
 
 static inline uint32_t uw_sock_flags(struct uw_sock *s)
@@ -164,6 +219,9 @@ struct uw_fdtable {
 	_Atomic int max_fd;
 	pthread_mutex_t lock;		/* refs, free list */
 	struct uw_sock *free_list;
+	/* optional: a sock's last reference is going, before it is reused */
+	void (*release)(struct uw_sock *s, void *ctx);
+	void *release_ctx;
 };
 
 int uw_fdtable_init(struct uw_fdtable *t, int nslots);
@@ -194,7 +252,30 @@ int uw_fdtable_other_fd(struct uw_fdtable *t, struct uw_sock *s, int not_fd);
 enum uw_flush_reason {
 	UW_FLUSH_DEADLINE, UW_FLUSH_INTERVAL, UW_FLUSH_ARENA_FULL,
 	UW_FLUSH_CLOSE, UW_FLUSH_BARRIER, UW_FLUSH_EXIT, UW_FLUSH_FORK,
-	UW_FLUSH_EXEC, UW_FLUSH_EXPLICIT, UW_FLUSH__COUNT
+	UW_FLUSH_EXEC, UW_FLUSH_EXPLICIT, UW_FLUSH_PACED, UW_FLUSH__COUNT
+};
+
+/* Flush-thread lateness: quarter-octave buckets of microseconds (0, 1, 2,
+ * 3, then 4-5, 5-6, 6-7, 7-8, 8-10, ... up to 2^17 µs, and above). */
+#define UW_LATE_BUCKETS		64
+unsigned int uw_late_bucket(uint64_t ns);
+uint64_t uw_late_bucket_upper_us(unsigned int i);
+/* The p-quantile (0 < p < 1) of a histogram, as its bucket's upper bound
+ * in µs; 0 when empty. */
+uint64_t uw_late_quantile_us(const uint64_t *hist, double p);
+
+/* A paced flow as the stats show it (a snapshot the flusher keeps). */
+#define UW_STATS_FLOWS		8
+
+struct uw_flow_stat {
+	const void *key;		/* its flow record; NULL: free slot */
+	int fd;
+	struct uw_addr dest;		/* the peer's for a connected flow */
+	struct uw_metrics m;		/* in effect */
+	uint64_t est_bps;
+	uint32_t quantum_us;
+	uint8_t mode, refused;
+	uint64_t updated_ns;
 };
 
 extern const char *const uw_flush_reason_name[UW_FLUSH__COUNT];
@@ -211,6 +292,13 @@ struct uw_stats {
 	/* per backend */
 	_Atomic uint64_t mmsg_calls, mmsg_messages;	/* sendmmsg */
 	_Atomic uint64_t pt_calls;			/* passthrough sendmsg */
+	struct uw_packet_stats {
+		_Atomic uint64_t frames, bytes, kicks, kick_retries, ring_waits;
+		_Atomic uint64_t gso_frames, rings, ring_bytes;
+		_Atomic uint64_t netlink_queries, resolves, neigh_triggers;
+		_Atomic uint64_t longest_burst;
+		_Atomic uint64_t fallback[16];		/* datagrams, by enum uw_pkt_fb */
+	} pkt;
 	_Atomic uint64_t uring_enters, uring_sqes;	/* io_uring_enter, SQEs */
 	_Atomic uint64_t uring_zc_sends, uring_zc_notifs, uring_zc_copied;
 	_Atomic uint64_t uring_requeued;	/* SQEs submitted again after a cut chain */
@@ -223,6 +311,16 @@ struct uw_stats {
 	_Atomic uint64_t queue_delay_hist[7];
 	_Atomic uint64_t max_wake_late_ns;	/* flush thread behind its due time */
 	_Atomic uint64_t arena_high_water;
+	/* pacing */
+	_Atomic uint64_t paced_datagrams;	/* queued with a due time */
+	_Atomic uint64_t direct_datagrams;	/* not admitted: sent as they came */
+	_Atomic uint64_t refusals;		/* flows found not admissible */
+	_Atomic uint64_t txtime_messages;	/* sent with SCM_TXTIME */
+	_Atomic uint64_t pace_flows;		/* flow records now */
+	_Atomic uint64_t precision_ns;		/* wake-up precision in use */
+	_Atomic uint64_t wake_late_hist[UW_LATE_BUCKETS];
+	pthread_mutex_t flow_stat_lock;
+	struct uw_flow_stat flow_stat[UW_STATS_FLOWS];
 };
 
 static inline void uw_stat_add(_Atomic uint64_t *c, uint64_t v)
@@ -250,6 +348,7 @@ static inline void uw_stat_max(_Atomic uint64_t *c, uint64_t v)
 
 void uw_stats_reset(struct uw_stats *st);
 void uw_stats_note_delay(struct uw_stats *st, uint64_t ns);
+void uw_stats_note_late(struct uw_stats *st, uint64_t ns);
 /* JSON object, NUL-terminated; returns its length or -ENOSPC. */
 int uw_stats_json(const struct uw_stats *st, const char *backend, char *buf, size_t len);
 
@@ -266,6 +365,8 @@ struct uw_run {
 	uint32_t bytes;
 	uint32_t dropped;		/* out: datagrams the kernel refused */
 	uint32_t dropped_bytes;
+	uint32_t flow;			/* the flow's ordinal in the batch */
+	uint64_t txtime_ns;		/* departure time (SO_TXTIME); 0: none */
 };
 
 /* All runs of one socket, flows interleaved round-robin. */
@@ -280,6 +381,7 @@ struct uw_batch {
 	size_t ngroups;
 	struct uw_run *runs;
 	size_t nruns;
+	size_t nflows;			/* run.flow < nflows */
 	uint64_t datagrams, bytes;
 };
 
@@ -301,6 +403,9 @@ struct uw_backend_ops {
 	/* In a forked child, locks held: drop what the parent owns (rings,
 	 * mappings shared with the parent). Optional. */
 	void (*fork_child)(struct uw_backend *be);
+	/* Attaches run->txtime_ns to what it sends (SCM_TXTIME): the core
+	 * hands the kernel's fq the release of such runs. */
+	bool txtime;
 };
 
 struct uw_backend {
@@ -314,6 +419,7 @@ struct uw_backend {
 const struct uw_backend_ops *uw_backend_find(const char *name);
 extern const struct uw_backend_ops uw_backend_mmsg;
 extern const struct uw_backend_ops uw_backend_passthrough;
+extern const struct uw_backend_ops uw_backend_packet;
 extern const struct uw_backend_ops uw_backend_uring;
 
 /* ---- the queue: staging arena, flows, flush (core/queue.c) ------------- */
@@ -322,11 +428,13 @@ struct uw_dgram {
 	struct uw_dgram *next;
 	uint32_t len;
 	uint32_t pad;
+	uint64_t due_ns;		/* paced: when it should leave; else 0 */
 	unsigned char data[];
 };
 
 #define UW_FLOW_BUCKETS 1024
 
+/* A flow's datagrams in one stage. */
 struct uw_flow {
 	struct uw_flow *hash_next, *next;
 	struct uw_sock *sock;
@@ -334,6 +442,89 @@ struct uw_flow {
 	struct uw_dgram *head, *tail;
 	uint32_t count;
 	uint32_t bucket;
+	uint64_t bytes;
+	struct uw_flowrec *rec;		/* its record (pacing on), or NULL */
+	uint64_t cut_ns;		/* largest due-time spread of a GSO run */
+	bool txtime;			/* runs carry their departure time */
+};
+
+/* How a flow is sent (its plan, core/pace.c). */
+enum uw_pace_mode {
+	UW_PACE_NONE,		/* no metrics: the global maximum delay */
+	UW_PACE_USER,		/* released by the timing wheel */
+	UW_PACE_KERNEL,		/* handed over ahead, released by fq (SO_TXTIME) */
+	UW_PACE_DIRECT,		/* not admitted: each datagram as it comes */
+};
+
+#define UW_REFUSE_JITTER	0x1u	/* below the flush thread's precision */
+#define UW_REFUSE_DELAY		0x2u	/* no room for a quantum in it */
+#define UW_REFUSE_RATE		0x4u	/* the arena cannot hold it */
+
+#define UW_PACE_GRAIN_NS	50000ull	/* quanta are GRAIN << k */
+#define UW_PACE_MAX_QUANTUM_NS	(UW_PACE_GRAIN_NS << 12)	/* 204.8 ms */
+#define UW_PACE_MAX_OFFSET_NS	1000000000ull	/* fq drops beyond its horizon */
+#define UW_PACE_TARGET_BYTES	UW_GSO_MAX_BYTES	/* a run worth the call */
+#define UW_PACE_PRECISION0_NS	100000ull	/* until measured */
+#define UW_PACE_REPLAN_NS	100000000ull	/* plans follow the estimates */
+#define UW_RATE_WINDOW_NS	100000000ull	/* EWMA sample, weight 1/4 */
+
+struct uw_pace_in {
+	struct uw_metrics m;		/* in effect (0: not set) */
+	uint64_t est_bps;		/* measured rate, 0: unknown */
+	uint64_t precision_ns;		/* flush thread's wake-up precision */
+	uint32_t default_delay_us;	/* UDPWEAVE_MAX_DELAY_US */
+	uint32_t interval_us;		/* UDPWEAVE_INTERVAL_US, 0: unset */
+	bool kernel;			/* fq on the egress, a txtime backend */
+	bool paced;			/* paced already: stays paced, degraded,
+					 * if its metrics can no longer be met */
+	uint64_t arena_room;		/* bytes this flow may hold */
+};
+
+struct uw_pace_plan {
+	enum uw_pace_mode mode;
+	uint32_t refused;		/* UW_REFUSE_* */
+	uint64_t quantum_ns;		/* release grid */
+	uint64_t offset_ns;		/* due = enqueue + offset */
+	uint64_t lead_ns;		/* handed over this long before due */
+	uint64_t cut_ns;		/* largest due spread of a GSO run */
+	uint64_t hold_bytes;		/* arena it needs at its configured rate */
+};
+
+/* The plan of a flow: pure arithmetic (core/pace.c). */
+void uw_pace_plan(const struct uw_pace_in *in, struct uw_pace_plan *out);
+
+/*
+ * A flow record: what the library keeps about a (socket, destination)
+ * between flushes while pacing is on: its metrics, plan, rate estimate.
+ * Fields are the queue lock's unless said otherwise.
+ */
+struct uw_flowrec {
+	struct uw_sock *sock;
+	struct uw_addr dest;		/* len 0: the connected peer */
+	uint16_t rule;			/* matching rule's index, 0: none */
+	bool kernel_ok;			/* egress is fq, SO_TXTIME set */
+	bool stale;			/* the peer changed: skipped by lookups */
+	struct uw_metrics rule_m;	/* from the rule */
+	struct uw_metrics m;		/* in effect */
+	struct uw_pace_plan plan;
+	uint64_t reserved;		/* arena bytes counted for admission */
+	uint64_t replan_ns;
+	uint64_t last_release_ns;	/* releases never go back: flow order */
+	uint64_t last_due_ns;		/* nor departure times */
+	uint64_t last_used_ns;
+	struct uw_stage *stage;		/* the stage it queued into last */
+	uint32_t stage_gen;
+	uint32_t queued;		/* datagrams in stages */
+	/* flush lock */
+	uint64_t win_start_ns, win_bytes;
+	uint32_t build_gen;
+	struct uw_dgram *build_tail;
+	_Atomic uint64_t est_bps;	/* written under the flush lock */
+};
+
+struct uw_flowtab {
+	uint32_t cap, n;		/* cap a power of two */
+	struct uw_flowrec *slot[];
 };
 
 /*
@@ -364,6 +555,10 @@ void uw_arena_free(struct uw_arena *a);
 
 struct uw_stage {
 	struct uw_arena *arena;
+	uint64_t release_ns;		/* wheel stages: when it is sent */
+	uint32_t gen;			/* bumped each time a wheel stage opens */
+	bool open;			/* in the wheel, taking datagrams */
+	struct uw_stage *next_free;
 	struct uw_chunk *chunks;	/* the current one first */
 	size_t used;			/* bytes taken, over all its chunks */
 	uint32_t ndgrams;
@@ -372,6 +567,21 @@ struct uw_stage {
 	struct uw_flow *flows, *flows_tail;
 	uint32_t nflows;
 	struct uw_flow *bucket[UW_FLOW_BUCKETS];
+};
+
+/*
+ * The timing wheel (Carousel, SIGCOMM 2017): paced datagrams are queued in
+ * the stage of their release time, a multiple of their flow's quantum;
+ * the flush thread wakes at the earliest and sends that stage whole. Open
+ * stages are kept sorted by release time. (qlock)
+ */
+#define UW_WHEEL_STAGES 32
+
+struct uw_wheel {
+	struct uw_stage *open[UW_WHEEL_STAGES];
+	unsigned int nopen;
+	struct uw_stage *free;
+	struct uw_stage stages[UW_WHEEL_STAGES];
 };
 
 /* Scratch memory of the (single) flushing thread, grow-only. */
@@ -384,6 +594,10 @@ struct uw_scratch {
 	size_t groups_cap;
 	struct uw_flow **flows;
 	size_t flows_cap;
+	struct uw_flow **cand;		/* flows of all stages, merged */
+	size_t cand_cap;
+	uint32_t *maxseg;		/* per flow, in group order */
+	size_t maxseg_cap;
 	uint32_t gen;
 };
 
@@ -410,10 +624,18 @@ struct uw_core {
 	/* flusher state (qlock) */
 	bool flusher_running;
 	bool flusher_failed;		/* no thread: flush inline */
-	bool flusher_idle;		/* sleeping with no deadline */
 	bool stopping;
+	uint64_t flusher_until;		/* asleep until (UINT64_MAX: no
+					 * deadline); 0: awake */
 	pthread_t flusher;
 	uint64_t slack_ns;
+
+	/* pacing */
+	_Atomic bool pace_on;		/* rules, or a socket with metrics */
+	struct uw_wheel *wheel;		/* qlock; allocated on first use */
+	uint64_t pace_reserved;		/* arena bytes of admitted flows (qlock) */
+	uint64_t late_recent[UW_LATE_BUCKETS];	/* flusher only */
+	uint32_t late_samples;
 };
 
 int uw_core_init(struct uw_core *c, const struct uw_config *cfg, const struct uw_sys *sys);
@@ -444,12 +666,59 @@ void uw_addr_from_sockaddr(struct uw_addr *a, const struct sockaddr *sa, socklen
 void uw_core_start_flusher(struct uw_core *c);	/* qlock held */
 void uw_core_stop_flusher(struct uw_core *c);
 
+/* Pacing (core/pace.c). The metrics an application sets on a socket (0
+ * fields: not set); its queue must have been flushed. */
+void uw_core_set_metrics(struct uw_core *c, struct uw_sock *s, const struct uw_metrics *m);
+struct udpweave_metrics;
+/* What is in effect for s's flow (see include/udpweave.h). */
+void uw_core_get_metrics(struct uw_core *c, struct uw_sock *s, struct udpweave_metrics *out);
+/* s's peer changed (connect): its flows are looked up afresh. */
+void uw_core_sock_forget_flows(struct uw_core *c, struct uw_sock *s);
+/* s's last reference is going: its queue out, its records freed. */
+void uw_core_sock_release(struct uw_sock *s, void *core);
+
+/* Inside the library on behalf of an application thread: false when
+ * re-entered from a signal handler (then hand the call on). */
+bool uw_core_enter(int *cancel_state);
+void uw_core_leave(int cancel_state);
+/* Flush the stages that are due (the flush thread, or a sender that finds
+ * it late); returns datagrams sent. */
+long uw_core_flush_due(struct uw_core *c);
+
+/* Internals of pacing shared by queue.c, sched.c and batch.c (qlock held
+ * unless said otherwise). */
+struct uw_flowrec *uw_flowrec_find(struct uw_sock *s, const struct uw_addr *dest);
+/* A new record for (s, dest), resolved with no lock held: rule match,
+ * egress qdisc (a few system calls). NULL: no memory. */
+struct uw_flowrec *uw_flowrec_prepare(struct uw_core *c, struct uw_sock *s,
+				      const struct uw_addr *dest, const struct uw_metrics *sock_m);
+/* Insert r, or free it and return the record another thread inserted. */
+struct uw_flowrec *uw_flowrec_insert(struct uw_core *c, struct uw_flowrec *r, uint64_t now);
+void uw_flowrec_replan(struct uw_core *c, struct uw_flowrec *r, uint64_t now);
+/* After a flush (flush lock): rate estimates and the stats snapshot. */
+void uw_pace_account(struct uw_core *c, struct uw_stage *const *stv, size_t n, uint64_t now);
+/* The flush thread woke late_ns after its target (flusher thread). */
+void uw_pace_note_wake(struct uw_core *c, uint64_t late_ns);
+uint64_t uw_pace_precision_ns(const struct uw_core *c);
+
+/* The wheel (core/sched.c, qlock held). */
+struct uw_stage *uw_wheel_stage(struct uw_core *c, uint64_t release_ns, bool *opened);
+/* Detach the open stages released at or before t (all: UINT64_MAX) into
+ * v (room for UW_WHEEL_STAGES); returns how many. */
+size_t uw_wheel_detach(struct uw_core *c, uint64_t t, struct uw_stage **v);
+void uw_wheel_put(struct uw_core *c, struct uw_stage *st);
+uint64_t uw_wheel_next_ns(const struct uw_core *c);	/* UINT64_MAX: none */
+
 /* Internals exposed for unit tests. */
 bool uw_msg_queueable(const struct uw_sock *s, const struct uw_msg *m);
 uint64_t uw_core_due_ns(const struct uw_core *c, const struct uw_stage *st,
 			enum uw_flush_reason *why);
 int uw_batch_build(struct uw_scratch *sc, struct uw_stage *st, struct uw_backend *be,
 		   struct uw_batch *b);
+/* One batch from several detached stages, in release order: a flow found
+ * in more than one (by its record) is one flow, in order. */
+int uw_batch_build_stages(struct uw_scratch *sc, struct uw_stage *const *stv, size_t nst,
+			  struct uw_backend *be, struct uw_batch *b);
 /* An empty stage drawing on arena. */
 void uw_stage_init(struct uw_stage *st, struct uw_arena *arena);
 /* Empty st, its chunks back to the arena. */
@@ -459,6 +728,10 @@ void uw_stage_reset(struct uw_stage *st);
  * depends on the oldest one alone. */
 int uw_stage_add(struct uw_stage *st, struct uw_sock *s, const struct uw_addr *dest,
 		 const struct iovec *iov, size_t iovlen, size_t len, uint64_t (*now_ns)(void));
+/* The same for a paced datagram: due time, its flow record, enqueued at now. */
+int uw_stage_add_paced(struct uw_stage *st, struct uw_sock *s, const struct uw_addr *dest,
+		       const struct iovec *iov, size_t iovlen, size_t len, uint64_t now,
+		       uint64_t due_ns, struct uw_flowrec *rec);
 void uw_scratch_free(struct uw_scratch *sc);
 
 #endif

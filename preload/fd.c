@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "preload.h"
+#include "udpweave.h"
 
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
@@ -244,6 +245,8 @@ UW_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 	uw_core_flush_sock(&uw_core, s, UW_FLUSH_BARRIER);
 	r = real.connect(fd, sa, len);
 	uw_sync_peer(s);
+	atomic_fetch_add_explicit(&s->opt_gen, 1, memory_order_release);
+	uw_core_sock_forget_flows(&uw_core, s);	/* rules follow the new peer */
 	return r;
 }
 
@@ -252,10 +255,15 @@ UW_EXPORT int bind(int fd, const struct sockaddr *sa, socklen_t len)
 	struct uw_sock *s;
 
 	uw_bind_real();
+	int r;
+
 	s = uw_fd_sock(fd);
 	if (s)
 		uw_core_flush_sock(&uw_core, s, UW_FLUSH_BARRIER);
-	return real.bind(fd, sa, len);
+	r = real.bind(fd, sa, len);
+	if (s)
+		atomic_fetch_add_explicit(&s->opt_gen, 1, memory_order_release);
+	return r;
 }
 
 static void note_udp_option(struct uw_sock *s, int opt, const void *val, socklen_t len)
@@ -273,6 +281,60 @@ static void note_udp_option(struct uw_sock *s, int opt, const void *val, socklen
 		uw_sock_clear(s, flag);
 }
 
+/* ---- SOL_UDPWEAVE: stream metrics (include/udpweave.h) ----------------- */
+
+/* Checked as the kernel checks its own options: a short or missing value
+ * is EINVAL/EFAULT, an unknown option ENOPROTOOPT. Returns 0 or -errno. */
+int uw_metrics_from_user(int opt, const void *val, socklen_t len, struct uw_metrics *m)
+{
+	struct udpweave_metrics in = { 0 };
+
+	if (opt != UDPWEAVE_METRICS)
+		return -ENOPROTOOPT;
+	if (len < UDPWEAVE_METRICS_MIN_SIZE)
+		return -EINVAL;
+	if (!val)
+		return -EFAULT;
+	memcpy(&in, val, UDPWEAVE_METRICS_MIN_SIZE);
+	if (in.rate_bps > UDPWEAVE_MAX_RATE_BPS || in.max_jitter_us > UDPWEAVE_MAX_TIME_US ||
+	    in.max_delay_us > UDPWEAVE_MAX_TIME_US)
+		return -EINVAL;
+	m->rate_bps = in.rate_bps;
+	m->jitter_us = in.max_jitter_us;
+	m->delay_us = in.max_delay_us;
+	return 0;
+}
+
+static int metrics_set(struct uw_sock *s, int opt, const void *val, socklen_t len)
+{
+	struct uw_metrics m;
+	int err = uw_metrics_from_user(opt, val, len, &m);
+
+	if (err)
+		return err;
+	uw_core_set_metrics(&uw_core, s, &m);
+	return 0;
+}
+
+static int metrics_get(struct uw_sock *s, int opt, void *val, socklen_t *len)
+{
+	struct udpweave_metrics out;
+
+	if (opt != UDPWEAVE_METRICS)
+		return -ENOPROTOOPT;
+	if (!len)
+		return -EFAULT;
+	if (*len < UDPWEAVE_METRICS_MIN_SIZE)	/* as the kernel: not even the basics */
+		return -EINVAL;
+	if (!val)
+		return -EFAULT;
+	uw_core_get_metrics(&uw_core, s, &out);
+	if (*len > sizeof(out))
+		*len = sizeof(out);
+	memcpy(val, &out, *len);
+	return 0;
+}
+
 /* An option changes how the kernel sends what follows, not what was sent
  * before: the queue goes out under the old one. */
 UW_EXPORT int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
@@ -284,11 +346,19 @@ UW_EXPORT int setsockopt(int fd, int level, int opt, const void *val, socklen_t 
 	s = uw_fd_sock(fd);
 	if (!s)
 		return real.setsockopt(fd, level, opt, val, len);
+	if (level == SOL_UDPWEAVE)
+		return (int)uw_ret(metrics_set(s, opt, val, len), errno);
 	uw_core_flush_sock(&uw_core, s, UW_FLUSH_BARRIER);
 	r = real.setsockopt(fd, level, opt, val, len);
 	if (r == 0 && val && (level == SOL_UDP || level == IPPROTO_UDP) &&
 	    (opt == UDP_CORK || opt == UDP_SEGMENT))
 		note_udp_option(s, opt, val, len);
+	if (r == 0 && val && level == IPPROTO_IP && opt == IP_MULTICAST_IF)
+		atomic_store_explicit(&s->mc_ifindex, len >= sizeof(struct ip_mreqn) ?
+				      ((const struct ip_mreqn *)val)->imr_ifindex : 0,
+				      memory_order_relaxed);
+	if (r == 0)
+		atomic_fetch_add_explicit(&s->opt_gen, 1, memory_order_release);
 	return r;
 }
 
@@ -299,6 +369,8 @@ UW_EXPORT int getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 	int r;
 
 	uw_bind_real();
+	if (level == SOL_UDPWEAVE && (s = uw_fd_sock(fd)) != NULL)
+		return (int)uw_ret(metrics_get(s, opt, val, len), errno);
 	r = real.getsockopt(fd, level, opt, val, len);
 	if (r || level != SOL_SOCKET || opt != SO_ERROR || !val || !len ||
 	    *len < sizeof(int) || *(int *)val)

@@ -90,6 +90,7 @@ static inline ssize_t uw_ret(ssize_t rc, int saved_errno)
 }
 
 void uw_sync_peer(struct uw_sock *s);
+int uw_metrics_from_user(int opt, const void *val, socklen_t len, struct uw_metrics *m);
 void uw_fd_closing(int fd);
 void uw_fd_dup(int oldfd, int newfd);
 void uw_process_exit(enum uw_flush_reason why);

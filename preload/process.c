@@ -337,3 +337,48 @@ UW_EXPORT int uw_get_stats(char *buf, size_t len)
 	}
 	return n;
 }
+
+/* The metrics calls: on a UDP socket of ours, what setsockopt and
+ * getsockopt at SOL_UDPWEAVE do; otherwise EBADF or ENOTSOCK. */
+static struct uw_sock *metrics_sock(int fd)
+{
+	struct uw_sock *s;
+
+	uw_bind_real();
+	if (!uw_on()) {
+		errno = ENODEV;
+		return NULL;
+	}
+	s = uw_fd_sock(fd);
+	if (!s)
+		errno = real.fcntl(fd, F_GETFD) < 0 ? EBADF : ENOTSOCK;
+	return s;
+}
+
+UW_EXPORT int uw_set_metrics(int fd, const struct udpweave_metrics *m)
+{
+	struct uw_sock *s = metrics_sock(fd);
+	struct uw_metrics v;
+	int saved = errno, err;
+
+	if (!s)
+		return -1;
+	err = uw_metrics_from_user(UDPWEAVE_METRICS, m, sizeof(*m), &v);
+	if (!err)
+		uw_core_set_metrics(&uw_core, s, &v);
+	return (int)uw_ret(err, saved);
+}
+
+UW_EXPORT int uw_get_metrics(int fd, struct udpweave_metrics *m)
+{
+	struct uw_sock *s = metrics_sock(fd);
+
+	if (!s)
+		return -1;
+	if (!m) {
+		errno = EFAULT;
+		return -1;
+	}
+	uw_core_get_metrics(&uw_core, s, m);
+	return 0;
+}

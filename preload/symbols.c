@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "egress.h"
 #include "preload.h"
 #include "trace.h"
 
@@ -129,6 +130,86 @@ static int real_setsockopt(int fd, int level, int opt, const void *val, socklen_
 	return real.setsockopt(fd, level, opt, val, len);
 }
 
+/* The netlink socket of egress_paces() is the library's own: made and
+ * closed with the real calls (a sanitizer in front sees neither), never
+ * classified. */
+static int real_socket_nl(int d, int t, int p)
+{
+	return real.socket(d, t, p);
+}
+
+static ssize_t real_sendto_nl(int fd, const void *buf, size_t len, int flags,
+			      const struct sockaddr *to, socklen_t tolen)
+{
+	return real.sendto(fd, buf, len, flags, to, tolen);
+}
+
+static int real_close_nl(int fd)
+{
+	return real.close(fd);
+}
+
+static ssize_t real_recv(int fd, void *buf, size_t len, int flags)
+{
+	return recv(fd, buf, len, flags);	/* not interposed */
+}
+
+/*
+ * Does the egress qdisc toward dest release by departure time (fq)? Asked
+ * of rtnetlink once per flow; answers are kept a few seconds per address
+ * (a qdisc is rarely changed under a running stream).
+ */
+#define EGRESS_CACHE	16
+#define EGRESS_TTL_NS	(5ull * 1000000000ull)
+
+static struct {
+	struct uw_addr key;
+	int answer;
+	uint64_t expiry_ns;
+} egress_cache[EGRESS_CACHE];
+static unsigned int egress_next;
+static pthread_mutex_t egress_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int egress_paces(const struct uw_addr *dest)
+{
+	static const struct uw_nl_ops ops = {
+		.socket = real_socket_nl, .sendto = real_sendto_nl, .recv = real_recv,
+		.close = real_close_nl,
+	};
+	struct uw_addr key = *dest;
+	struct uw_egress e;
+	uint64_t now = mono_ns();
+	int saved = errno, answer;
+
+	if (key.u.sa.sa_family == AF_INET)
+		key.u.in.sin_port = 0;
+	else
+		key.u.in6.sin6_port = 0;
+	pthread_mutex_lock(&egress_lock);
+	for (unsigned int i = 0; i < EGRESS_CACHE; i++) {
+		if (egress_cache[i].expiry_ns > now && uw_addr_equal(&egress_cache[i].key, &key)) {
+			answer = egress_cache[i].answer;
+			pthread_mutex_unlock(&egress_lock);
+			return answer;
+		}
+	}
+	pthread_mutex_unlock(&egress_lock);
+	answer = uw_egress_lookup(&ops, &key.u.sa, &e);
+	if (!answer)
+		answer = e.fq;
+	uw_debug("egress qdisc toward the flow: %s (ifindex %u, root '%s'): %s",
+		 answer < 0 ? strerror(-answer) : "found", e.ifindex, e.root,
+		 answer == 1 ? "fq, the kernel paces" : "not fq, the library paces");
+	pthread_mutex_lock(&egress_lock);
+	egress_cache[egress_next].key = key;
+	egress_cache[egress_next].answer = answer;
+	egress_cache[egress_next].expiry_ns = now + EGRESS_TTL_NS;
+	egress_next = (egress_next + 1) % EGRESS_CACHE;
+	pthread_mutex_unlock(&egress_lock);
+	errno = saved;
+	return answer;
+}
+
 static const struct uw_sys uw_sys_real = {
 	.sendmsg	= real_sendmsg,
 	.sendmmsg	= real_sendmmsg,
@@ -146,6 +227,7 @@ static const struct uw_sys uw_sys_real = {
 	.log_write	= log_to_stderr,
 	.thread_setup	= flusher_setup,
 	.after_flush	= uw_live_publish,
+	.egress_paces	= egress_paces,
 };
 
 /* ---- initialisation ------------------------------------------------------ */
@@ -179,7 +261,7 @@ static void atfork_child(void)
 static void init_all(void)
 {
 	struct uw_config cfg;
-	char msg[320];
+	char msg[512];
 	int err;
 
 	uw_bind_real();
@@ -198,6 +280,8 @@ static void init_all(void)
 		       strerror(-err));
 		goto out;
 	}
+	uw_core.fds.release = uw_core_sock_release;
+	uw_core.fds.release_ctx = &uw_core;
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 	uw_stats_note_owner();
 	uw_info("backend %s, max delay %u us, arena %u KiB", cfg.backend,

@@ -23,6 +23,7 @@ PKGS=(
 	python3-matplotlib python3-numpy   # bench plots and figures
 	netsniff-ng                     # bench: trafgen, the raw-ring ceiling
 	liblttng-ust-dev lttng-tools babeltrace2   # tracepoints and their test
+	tshark                          # tests: packet backend frames on the wire
 )
 
 missing=()
@@ -40,5 +41,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "udpweave: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
+# tshark's wireshark-common asks whether non-root users may capture: no.
+echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
 apt-get update -q >/dev/null
 apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null

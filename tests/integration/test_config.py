@@ -31,6 +31,7 @@ def send_syscalls(path):
     ("UDPWEAVE_BACKEND", "nonsense"),
     ("UDPWEAVE_ARENA_KB", "lots"),
     ("UDPWEAVE_LOG", "chatty"),
+    ("UDPWEAVE_RULES", "10.0.0.0/8:jitter=1ms;10.0.0.5:5004:jitter=fast"),
 ])
 def test_bad_config(receiver_factory, tmp_path, var, value):
     """A bad value: exactly one stderr line starting with "udpweave:", the

@@ -14,6 +14,9 @@
  * catch extras), --idle-ms without data once data has arrived, --timeout-s,
  * SIGUSR1/SIGTERM/SIGINT (then drains until 200 ms without data).
  *
+ * Multicast: a --bind address that is a group is joined on the interface
+ * named by --join (IP_ADD_MEMBERSHIP / IPV6_JOIN_GROUP), after all binds.
+ *
  * Ready signal: "ready ports=P1,P2" on stderr and, with --ready-file, a file
  * containing {"ports":[P1,P2]} (written atomically).
  * Result: one JSON object on stdout.
@@ -22,6 +25,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -87,6 +91,7 @@ struct rx_sock {
 	int fd;
 	int port;
 	int family;
+	struct sockaddr_storage addr;	/* as bound */
 	uint64_t arrivals;
 	uint64_t zero_len;
 	uint32_t overflow;	/* SO_RXQ_OVFL: drops counted by the kernel */
@@ -99,6 +104,7 @@ static struct {
 	uint64_t expect;
 	long rcvbuf;
 	const char *ready_file;
+	const char *join_if;	/* --join: interface for multicast binds */
 } opt = {
 	.idle_ms = 1500,
 	.linger_ms = 100,
@@ -142,8 +148,9 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: uw_receiver [--bind ADDR:PORT ...] [--expect N] [--idle-ms MS]\n"
 		"                   [--linger-ms MS] [--timeout-s S] [--rcvbuf BYTES]\n"
-		"                   [--ready-file PATH]\n"
-		"  default bind 127.0.0.1:0; IPv6 as [::1]:0\n");
+		"                   [--ready-file PATH] [--join IFNAME]\n"
+		"  default bind 127.0.0.1:0; IPv6 as [::1]:0\n"
+		"  --join IFNAME: join every multicast --bind address on IFNAME\n");
 	exit(2);
 }
 
@@ -229,8 +236,57 @@ static void bind_one(const char *arg)
 	s = &socks[nsocks++];
 	s->fd = fd;
 	s->family = family;
+	s->addr = ss;
 	s->port = ntohs(family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
 					  : ((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+static bool is_group(const struct rx_sock *s)
+{
+	if (s->family == AF_INET)
+		return IN_MULTICAST(ntohl(((const struct sockaddr_in *)&s->addr)->sin_addr.s_addr));
+	return IN6_IS_ADDR_MULTICAST(&((const struct sockaddr_in6 *)&s->addr)->sin6_addr);
+}
+
+/* Joins every bound group on the --join interface. */
+static void join_groups(void)
+{
+	unsigned int ifindex;
+
+	if (!opt.join_if)
+		return;
+	ifindex = if_nametoindex(opt.join_if);
+	if (!ifindex) {
+		fprintf(stderr, "uw_receiver: --join %s: %s\n", opt.join_if, strerror(errno));
+		exit(3);
+	}
+	for (int i = 0; i < nsocks; i++) {
+		struct rx_sock *s = &socks[i];
+		int rc;
+
+		if (!is_group(s))
+			continue;
+		if (s->family == AF_INET) {
+			struct ip_mreqn m = {
+				.imr_multiaddr = ((struct sockaddr_in *)&s->addr)->sin_addr,
+				.imr_ifindex = (int)ifindex,
+			};
+
+			rc = setsockopt(s->fd, IPPROTO_IP, IP_ADD_MEMBERSHIP, &m, sizeof(m));
+		} else {
+			struct ipv6_mreq m = {
+				.ipv6mr_multiaddr = ((struct sockaddr_in6 *)&s->addr)->sin6_addr,
+				.ipv6mr_interface = ifindex,
+			};
+
+			rc = setsockopt(s->fd, IPPROTO_IPV6, IPV6_JOIN_GROUP, &m, sizeof(m));
+		}
+		if (rc < 0) {
+			fprintf(stderr, "uw_receiver: join group on %s: %s\n", opt.join_if,
+				strerror(errno));
+			exit(3);
+		}
+	}
 }
 
 static void announce_ready(void)
@@ -266,6 +322,7 @@ static void parse_options(int argc, char **argv)
 		{ "timeout-s", required_argument, NULL, 't' },
 		{ "rcvbuf", required_argument, NULL, 'r' },
 		{ "ready-file", required_argument, NULL, 'R' },
+		{ "join", required_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -281,6 +338,7 @@ static void parse_options(int argc, char **argv)
 		case 't': opt.timeout_s = atof(optarg); break;
 		case 'r': opt.rcvbuf = atol(optarg); break;
 		case 'R': opt.ready_file = optarg; break;
+		case 'j': opt.join_if = optarg; break;
 		default: usage();
 		}
 	}
@@ -288,6 +346,7 @@ static void parse_options(int argc, char **argv)
 		usage();
 	if (!bound)
 		bind_one("127.0.0.1:0");
+	join_groups();
 }
 
 /* ---------------------------------------------------------------- checks */

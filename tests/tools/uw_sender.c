@@ -110,6 +110,8 @@ static struct {
 	bool shared_socket;
 	bool fork_exit;
 	double rate_pps;
+	uint32_t burst;		/* datagrams of a flow in a row (default 1) */
+	uint32_t pause_us;	/* sleep after each round of bursts */
 	bool zero_len;
 	bool errno_probe;
 	bool close_after;
@@ -130,6 +132,7 @@ static struct {
 	.sizes = { 1316 },
 	.nsizes = 1,
 	.threads = 1,
+	.burst = 1,
 	.exit_how = EX_RETURN,
 };
 
@@ -145,6 +148,9 @@ static void usage(void)
 		"  --shared-socket      threads share the sockets (else own sockets)\n"
 		"  --fork-exit          send, fork; child sends and _exit(0)s; parent sends again\n"
 		"  --rate-pps R         pace each thread to R datagrams/s\n"
+		"  --burst M            M datagrams of a flow in a row, then the next flow\n"
+		"                       (as GStreamer's multiudpsink sends a buffer list)\n"
+		"  --pause-us U         sleep U us after each round (a burst of every flow)\n"
 		"  --zero-len           add a zero-length datagram after every %dth\n"
 		"  --close              close the sockets after sending\n"
 		"  --flow-base B        first flow id (default 0)\n"
@@ -211,6 +217,8 @@ static void parse_options(int argc, char **argv)
 		{ "shared-socket", no_argument, NULL, 'S' },
 		{ "fork-exit", no_argument, NULL, 'F' },
 		{ "rate-pps", required_argument, NULL, 'r' },
+		{ "burst", required_argument, NULL, 'M' },
+		{ "pause-us", required_argument, NULL, 'P' },
 		{ "zero-len", no_argument, NULL, 'z' },
 		{ "close", no_argument, NULL, 'C' },
 		{ "flow-base", required_argument, NULL, 'b' },
@@ -261,6 +269,12 @@ static void parse_options(int argc, char **argv)
 		case 'S': opt.shared_socket = true; break;
 		case 'F': opt.fork_exit = true; break;
 		case 'r': opt.rate_pps = atof(optarg); break;
+		case 'M':
+			opt.burst = (uint32_t)strtoul(optarg, NULL, 10);
+			if (opt.burst < 1)
+				usage();
+			break;
+		case 'P': opt.pause_us = (uint32_t)strtoul(optarg, NULL, 10); break;
 		case 'z': opt.zero_len = true; break;
 		case 'C': opt.close_after = true; break;
 		case 'b': opt.flow_base = (uint32_t)strtoul(optarg, NULL, 10); break;
@@ -420,6 +434,9 @@ struct worker {
 	struct flow flows[MAX_DESTS];
 	int nflows;
 	int rr;			/* round-robin position over flows */
+	struct flow *cur;	/* --burst: the flow of the current burst */
+	uint32_t burst_left;	/* its datagrams still to send in a row */
+	uint64_t round_start;	/* --pause-us: seqs_taken at the round's start */
 	uint64_t step;		/* mixed-mode position */
 	uint64_t batch_i;	/* sendmmsg batch-size position */
 	uint64_t errors;
@@ -446,11 +463,17 @@ static bool flow_done(const struct flow *f)
 
 static struct flow *next_flow(struct worker *w)
 {
+	if (w->cur && w->burst_left && !flow_done(w->cur)) {
+		w->burst_left--;
+		return w->cur;
+	}
 	for (int i = 0; i < w->nflows; i++) {
 		struct flow *f = &w->flows[(w->rr + i) % w->nflows];
 
 		if (!flow_done(f)) {
 			w->rr = (w->rr + i + 1) % w->nflows;
+			w->cur = f;
+			w->burst_left = opt.burst - 1;
 			return f;
 		}
 	}
@@ -700,8 +723,27 @@ static void pace(struct worker *w, int sent)
 		;
 }
 
+static uint64_t seqs_taken(const struct worker *w);
+
+/* --pause-us: once every flow had its burst, sleep. */
+static void pause_after_round(struct worker *w)
+{
+	uint64_t taken = seqs_taken(w);
+	struct timespec ts;
+
+	if (!opt.pause_us || taken - w->round_start < (uint64_t)w->nflows * opt.burst)
+		return;
+	w->round_start = taken;
+	ts.tv_sec = (time_t)(opt.pause_us / 1000000u);
+	ts.tv_nsec = (long)(opt.pause_us % 1000000u) * 1000L;
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
 static struct flow *peek_flow(const struct worker *w)
 {
+	if (w->cur && w->burst_left && !flow_done(w->cur))
+		return w->cur;
 	for (int i = 0; i < w->nflows; i++) {
 		const struct flow *f = &w->flows[(w->rr + i) % w->nflows];
 
@@ -754,6 +796,7 @@ static void worker_run(struct worker *w)
 		else
 			send_one(w, next_flow(w), m);
 		pace(w, (int)(seqs_taken(w) - before));
+		pause_after_round(w);
 	}
 	for (int i = 0; i < w->nflows; i++)
 		local_address(w->flows[i].fd, w->flows[i].src, sizeof(w->flows[i].src));

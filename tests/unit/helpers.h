@@ -87,6 +87,16 @@ static int fake_poll(struct pollfd *p, nfds_t n, int ms)
 	return 1;
 }
 
+static int fake_setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
+{
+	(void)fd;
+	(void)level;
+	(void)opt;
+	(void)val;
+	(void)len;
+	return 0;
+}
+
 static int fake_nanosleep(const struct timespec *a, struct timespec *b)
 {
 	(void)a;
@@ -101,6 +111,7 @@ static struct uw_sys fake_sys = {
 	.close		= fake_close,
 	.getsockopt	= fake_getsockopt_mtu1500,
 	.getsockname	= fake_getsockname,
+	.setsockopt	= fake_setsockopt,
 	.nanosleep	= fake_nanosleep,
 	.now_ns		= fake_now_ns,
 	.log_write	= fake_log,
@@ -116,6 +127,8 @@ struct rec_run {
 	uint32_t nseg, seg_size, bytes;
 	uint32_t first_len, last_len;
 	unsigned char first_byte, last_byte;	/* data[0] of first and last datagram */
+	uint64_t txtime_ns;
+	uint64_t sent_at;			/* the clock when it was handed over */
 };
 
 static struct rec_run rec[REC_MAX];
@@ -132,7 +145,6 @@ static int rec_open(struct uw_backend *be, const struct uw_config *cfg)
 
 static int rec_send_batch(struct uw_backend *be, struct uw_batch *b)
 {
-	(void)be;
 	rec_batches++;
 	for (size_t i = 0; i < b->nruns && nrec < REC_MAX; i++) {
 		struct uw_run *r = &b->runs[i];
@@ -148,6 +160,8 @@ static int rec_send_batch(struct uw_backend *be, struct uw_batch *b)
 		o->first_byte = r->iov[0].iov_len ? ((unsigned char *)r->iov[0].iov_base)[0] : 0;
 		o->last_byte = r->iov[r->nseg - 1].iov_len ?
 			((unsigned char *)r->iov[r->nseg - 1].iov_base)[0] : 0;
+		o->txtime_ns = r->txtime_ns;
+		o->sent_at = be->sys && be->sys->now_ns ? be->sys->now_ns() : 0;
 	}
 	return 0;
 }
@@ -166,6 +180,15 @@ static const struct uw_backend_ops rec_ops = {
 	.open		= rec_open,
 	.send_batch	= rec_send_batch,
 	.max_segment	= rec_max_segment,
+};
+
+/* The same, attaching departure times (as mmsg does). */
+static const struct uw_backend_ops rec_txtime_ops = {
+	.name		= "recorder-txtime",
+	.open		= rec_open,
+	.send_batch	= rec_send_batch,
+	.max_segment	= rec_max_segment,
+	.txtime		= true,
 };
 
 static void rec_reset(void)

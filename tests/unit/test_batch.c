@@ -243,8 +243,13 @@ static void full_arena_says_enospc_and_reset_gives_it_back(void **state)
 	uw_stage_init(&s_b, &small);
 	while (uw_stage_add(&s_a, s1, &A, &iov, 1, 1, fake_now_ns) == 0)
 		n++;
-	/* 24 bytes a datagram, one flow: both chunks, nearly full */
-	assert_true(n > 2 * (int)UW_CHUNK_MIN / 24 - 16 && n <= 2 * (int)UW_CHUNK_MIN / 24);
+	/* header and 8 bytes a datagram, one flow: both chunks, nearly full */
+	{
+		int per = (int)(sizeof(struct uw_dgram) + 8);
+
+		assert_true(n > 2 * (int)UW_CHUNK_MIN / per - 16 &&
+			    n <= 2 * (int)UW_CHUNK_MIN / per);
+	}
 	assert_int_equal(s_a.ndgrams, n);
 	assert_int_equal(small.nfree, 0);
 	/* the other stage gets nothing while a holds the memory */
@@ -270,6 +275,105 @@ static void full_arena_says_enospc_and_reset_gives_it_back(void **state)
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
+/* ---- paced flows: due times, records ------------------------------------ */
+
+#define US 1000ull
+
+/* A record with a plan: cut at jitter_us, departure times if kernel. */
+static struct uw_flowrec *paced_rec(struct uw_sock *s, uint64_t jitter_us, bool kernel)
+{
+	struct uw_flowrec *r = calloc(1, sizeof(*r));
+
+	r->sock = s;
+	r->plan.mode = kernel ? UW_PACE_KERNEL : UW_PACE_USER;
+	r->plan.cut_ns = jitter_us ? jitter_us * US : UINT64_MAX;
+	return r;
+}
+
+static void put_due(struct uw_stage *stg, struct uw_sock *s, const struct uw_addr *d,
+		    struct uw_flowrec *r, uint64_t due, unsigned char tag)
+{
+	static unsigned char buf[1316];
+	struct iovec iov = { buf, sizeof(buf) };
+
+	memset(buf, tag, sizeof(buf));
+	assert_int_equal(uw_stage_add_paced(stg, s, d, &iov, 1, sizeof(buf), due, due, r), 0);
+}
+
+/* Runs end where the due times would spread over the jitter budget: a
+ * datagram every 400 µs, 1 ms budget: 0, 0.4, 0.8 | 1.2, 1.6, 2.0 | ... */
+static void runs_cut_by_due_time_spread(void **state)
+{
+	struct uw_flowrec *r = paced_rec(s1, 1000, true);
+
+	(void)state;
+	for (int i = 0; i < 10; i++)
+		put_due(&st, s1, &A, r, 5000 * US + (uint64_t)i * 400 * US, (unsigned char)i);
+	build();
+	assert_int_equal(b.nruns, 4);
+	for (size_t i = 0; i < 4; i++) {
+		expect_run(i, s1, &A, i < 3 ? 3 : 1, 1316, (i < 3 ? 3 : 1) * 1316);
+		/* each leaves at its first datagram's due time */
+		assert_int_equal(b.runs[i].txtime_ns, 5000 * US + i * 1200 * US);
+		assert_int_equal(((unsigned char *)b.runs[i].iov[0].iov_base)[0], 3 * i);
+	}
+	free(r);
+}
+
+/* Exactly the budget still fits; no budget, no cut; no departure times in
+ * user space. */
+static void spread_limits(void **state)
+{
+	struct uw_flowrec *exact = paced_rec(s1, 800, false), *none = paced_rec(s2, 0, false);
+
+	(void)state;
+	for (int i = 0; i < 6; i++) {
+		put_due(&st, s1, &A, exact, (uint64_t)i * 400 * US, 0);
+		put_due(&st, s2, &A, none, (uint64_t)i * 5000 * US, 0);
+	}
+	build();
+	assert_int_equal(b.nruns, 3);
+	expect_run(0, s1, &A, 3, 1316, 3 * 1316);	/* 0, 0.4, 0.8: spread 0.8 */
+	expect_run(1, s1, &A, 3, 1316, 3 * 1316);
+	expect_run(2, s2, &A, 6, 1316, 6 * 1316);	/* 25 ms of spread, one run */
+	for (size_t i = 0; i < b.nruns; i++)
+		assert_int_equal(b.runs[i].txtime_ns, 0);
+	free(exact);
+	free(none);
+}
+
+/* Stages of successive releases make one batch; a flow found in several
+ * (same record) is one flow: its order kept, its runs continued. */
+static void stages_merge_into_one_batch(void **state)
+{
+	struct uw_stage st2, st3;
+	struct uw_stage *v[3] = { &st, &st2, &st3 };
+	struct uw_flowrec *ra = paced_rec(s1, 0, false), *rb = paced_rec(s1, 0, false);
+
+	(void)state;
+	uw_stage_init(&st2, &arena);
+	uw_stage_init(&st3, &arena);
+	for (int i = 0; i < 3; i++) {
+		put_due(&st, s1, &A, ra, 0, (unsigned char)i);
+		put_due(&st2, s1, &A, ra, 0, (unsigned char)(10 + i));
+		put_due(&st3, s1, &A, ra, 0, (unsigned char)(20 + i));
+		put_due(&st2, s1, &B, rb, 0, (unsigned char)(30 + i));
+	}
+	assert_int_equal(uw_batch_build_stages(&sc, v, 3, &be, &b), 0);
+	assert_int_equal(b.datagrams, 12);
+	assert_int_equal(b.ngroups, 1);
+	assert_int_equal(b.nruns, 2);
+	expect_run(0, s1, &A, 9, 1316, 9 * 1316);	/* all of A, in stage order */
+	expect_run(1, s1, &B, 3, 1316, 3 * 1316);
+	for (int i = 0; i < 9; i++)
+		assert_int_equal(((unsigned char *)b.runs[0].iov[i].iov_base)[0],
+				 (i / 3) * 10 + i % 3);
+	uw_stage_reset(&st2);
+	uw_stage_reset(&st3);
+	free(ra);
+	free(rb);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -287,6 +391,9 @@ int main(void)
 		T(connected_and_named_flows_differ),
 		T(empty_stage_builds_nothing),
 		T(full_arena_says_enospc_and_reset_gives_it_back),
+		T(runs_cut_by_due_time_spread),
+		T(spread_limits),
+		T(stages_merge_into_one_batch),
 	};
 
 	return cmocka_run_group_tests_name("batch", tests, NULL, NULL);

@@ -3,7 +3,7 @@
 #include "helpers.h"
 
 static struct uw_config cfg;
-static char msg[320];
+static char msg[512];
 
 static int parse(char *const *env)
 {
@@ -100,10 +100,35 @@ static void bad_values(void **state)
 	expect_bad("UDPWEAVE_LOG=loud");
 	expect_bad("UDPWEAVE_DISABLE=yes");
 	expect_bad("UDPWEAVE_STATS=");
-	expect_bad("UDPWEAVE_RULES=10.0.0.0/8:rate=8M");
+	expect_bad("UDPWEAVE_RULES=10.0.0.0/8:rate=8Mbit");
+	expect_bad("UDPWEAVE_RULES=10.0.0.0/8");
 	expect_bad("UDPWEAVE_RT_PRIORITY=100");
+	expect_bad("UDPWEAVE_INTERLEAVE=round-robin");
+	expect_bad("UDPWEAVE_INTERLEAVE=burst:");
+	expect_bad("UDPWEAVE_INTERLEAVE=burst:0");
+	expect_bad("UDPWEAVE_INTERLEAVE=burst:65");
+	expect_bad("UDPWEAVE_PACKET_GSO=2");
+	expect_bad("UDPWEAVE_PACKET_QDISC_BYPASS=on");
 	expect_bad("UDPWEAVE_URING_ZC_BYTES=65536");
 	expect_bad("UDPWEAVE_URING_ZC_BYTES=10k");
+}
+
+static void packet_options(void **state)
+{
+	char *flow[] = { "UDPWEAVE_BACKEND=packet", "UDPWEAVE_INTERLEAVE=flow", NULL };
+	char *burst[] = { "UDPWEAVE_INTERLEAVE=burst:16", "UDPWEAVE_PACKET_GSO=1",
+			  "UDPWEAVE_PACKET_QDISC_BYPASS=1", NULL };
+
+	(void)state;
+	assert_int_equal(parse(flow), 0);
+	assert_string_equal(cfg.backend, "packet");
+	assert_int_equal(cfg.interleave_burst, 1);
+	assert_false(cfg.packet_gso);
+	assert_false(cfg.packet_qdisc_bypass);
+	assert_int_equal(parse(burst), 0);
+	assert_int_equal(cfg.interleave_burst, 16);
+	assert_true(cfg.packet_gso);
+	assert_true(cfg.packet_qdisc_bypass);
 }
 
 static void uring_and_its_zero_copy_threshold(void **state)
@@ -145,6 +170,7 @@ int main(void)
 		cmocka_unit_test(zero_delay_and_limits_are_accepted),
 		cmocka_unit_test(disable),
 		cmocka_unit_test(bad_values),
+		cmocka_unit_test(packet_options),
 		cmocka_unit_test(uring_and_its_zero_copy_threshold),
 		cmocka_unit_test(unknown_variable_is_named_and_ignored),
 		cmocka_unit_test(other_prefixes_are_not_ours),

@@ -13,6 +13,9 @@
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
 #endif
+#ifndef SCM_TXTIME
+#define SCM_TXTIME 61
+#endif
 
 #define ALL 100000
 
@@ -26,6 +29,8 @@ struct call {
 	unsigned int nmsg_gso;		/* messages with a UDP_SEGMENT cmsg */
 	unsigned int datagrams;		/* iovecs = datagrams */
 	uint16_t first_gso;
+	unsigned int nmsg_txtime;	/* messages with an SCM_TXTIME cmsg */
+	uint64_t txtime[8];		/* of the first eight messages (0: none) */
 };
 
 static struct step script[32];
@@ -48,11 +53,17 @@ int __wrap_sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags)
 		struct msghdr *h = &vec[i].msg_hdr;
 
 		c->datagrams += (unsigned int)h->msg_iovlen;
-		if (h->msg_controllen) {
-			struct cmsghdr *cm = CMSG_FIRSTHDR(h);
-
+		for (struct cmsghdr *cm = CMSG_FIRSTHDR(h); cm; cm = CMSG_NXTHDR(h, cm)) {
+			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TXTIME) {
+				assert_int_equal(cm->cmsg_len, CMSG_LEN(sizeof(uint64_t)));
+				if (i < 8)
+					memcpy(&c->txtime[i], CMSG_DATA(cm), sizeof(uint64_t));
+				c->nmsg_txtime++;
+				continue;
+			}
 			assert_int_equal(cm->cmsg_level, SOL_UDP);
 			assert_int_equal(cm->cmsg_type, UDP_SEGMENT);
+			assert_true(h->msg_iovlen > 1);
 			if (!c->nmsg_gso)
 				c->first_gso = *(uint16_t *)CMSG_DATA(cm);
 			c->nmsg_gso++;
@@ -326,6 +337,52 @@ static void path_mtu_is_probed_once_per_host(void **state)
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
+/* Departure times ride beside UDP_SEGMENT, one per message; a plain
+ * datagram carries its own; the GSO fallback keeps them. */
+static void departure_times_ride_with_the_runs(void **state)
+{
+	struct uw_flowrec r = { .plan = { .mode = UW_PACE_KERNEL, .cut_ns = UINT64_MAX } };
+	struct uw_flowrec rb = r;	/* one record per flow */
+	static unsigned char buf[1316];
+	struct iovec iov = { buf, sizeof(buf) };
+
+	(void)state;
+	r.sock = s;
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(uw_stage_add_paced(&st, s, &A, &iov, 1, 1316, 1, 7000 + i, &r), 0);
+	assert_int_equal(uw_stage_add_paced(&st, s, &B, &iov, 1, 700, 1, 9000, &rb), 0);
+	assert_int_equal(uw_batch_build(&sc, &st, &be, &b), 0);
+	assert_int_equal(be.ops->send_batch(&be, &b), 0);
+	assert_int_equal(ncalls, 1);
+	assert_int_equal(calls[0].vlen, 2);
+	assert_int_equal(calls[0].nmsg_gso, 1);		/* the run of A */
+	assert_int_equal(calls[0].nmsg_txtime, 2);
+	assert_int_equal(calls[0].txtime[0], 7000);	/* A's first datagram's */
+	assert_int_equal(calls[0].txtime[1], 9000);	/* B's, a single datagram */
+	/* GSO refused: plain datagrams, the run's departure time on each */
+	uw_stage_reset(&st);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(uw_stage_add_paced(&st, s, &A, &iov, 1, 1316, 1, 7000 + i, &r), 0);
+	script[nscript++] = (struct step){ -1, EIO };
+	assert_int_equal(uw_batch_build(&sc, &st, &be, &b), 0);
+	assert_int_equal(be.ops->send_batch(&be, &b), 0);
+	assert_int_equal(ncalls, 3);
+	assert_int_equal(calls[2].vlen, 5);
+	assert_int_equal(calls[2].nmsg_gso, 0);
+	assert_int_equal(calls[2].nmsg_txtime, 5);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(calls[2].txtime[i], 7000);
+	assert_int_equal(dropped(), 0);
+}
+
+/* Without a departure time, no control message but UDP_SEGMENT. */
+static void no_departure_time_no_txtime(void **state)
+{
+	(void)state;
+	send_two_flows();
+	assert_int_equal(calls[0].nmsg_txtime, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -341,6 +398,8 @@ int main(void)
 		T(more_than_1024_messages_take_several_calls),
 		T(connected_flow_sends_without_a_name),
 		T(path_mtu_is_probed_once_per_host),
+		T(departure_times_ride_with_the_runs),
+		T(no_departure_time_no_txtime),
 	};
 
 	return cmocka_run_group_tests_name("mmsg", tests, NULL, NULL);
