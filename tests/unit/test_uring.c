@@ -50,6 +50,7 @@ struct sqe_rec {
 	uint64_t user_data;
 	size_t iovlen;
 	uint16_t gso;		/* UDP_SEGMENT size, 0: none */
+	uint64_t txtime;	/* SCM_TXTIME, 0: none */
 	bool named;		/* msg_name set */
 	int res;
 };
@@ -88,19 +89,22 @@ static void post(uint64_t data, int res, uint32_t flags)
 	fk.cq_tail++;
 }
 
-static uint16_t gso_of(const struct msghdr *h)
+/* The UDP_SEGMENT and SCM_TXTIME control messages of h (0: none). */
+static void cmsgs_of(const struct msghdr *h, uint16_t *seg, uint64_t *txtime)
 {
-	struct cmsghdr *cm;
-	uint16_t seg;
-
+	*seg = 0;
+	*txtime = 0;
 	if (!h->msg_controllen)
-		return 0;
-	cm = CMSG_FIRSTHDR((struct msghdr *)h);
-	assert_non_null(cm);
-	assert_int_equal(cm->cmsg_level, SOL_UDP);
-	assert_int_equal(cm->cmsg_type, UDP_SEGMENT);
-	memcpy(&seg, CMSG_DATA(cm), sizeof(seg));
-	return seg;
+		return;
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR((struct msghdr *)h); cm;
+	     cm = CMSG_NXTHDR((struct msghdr *)h, cm)) {
+		if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_SEGMENT)
+			memcpy(seg, CMSG_DATA(cm), sizeof(*seg));
+		else if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TXTIME)
+			memcpy(txtime, CMSG_DATA(cm), sizeof(*txtime));
+		else
+			fail_msg("unexpected control message %d/%d", cm->cmsg_level, cm->cmsg_type);
+	}
 }
 
 /* The kernel's side of one submission. */
@@ -132,7 +136,7 @@ static unsigned kernel_take(void)
 		r->msg_flags = sqe->msg_flags;
 		r->user_data = sqe->user_data;
 		r->iovlen = h->msg_iovlen;
-		r->gso = gso_of(h);
+		cmsgs_of(h, &r->gso, &r->txtime);
 		r->named = h->msg_name != NULL;
 		if (cancel) {
 			res = -ECANCELED;
@@ -532,6 +536,28 @@ static void eagain_cuts_the_chain_and_the_rest_follows_in_order(void **state)
 	assert_int_equal(atomic_load(&s7->pending_err), 0);
 }
 
+static void a_departure_time_goes_as_scm_txtime(void **state)
+{
+	(void)state;
+	open_backend();
+	assert_true(be.ops->txtime);
+	put_flow(s7, &A, 3, 1316, 0);
+	put_flow(s9, &PEER, 1, 500, 0);
+	assert_int_equal(uw_batch_build(&sc, &st, &be, &b), 0);
+	for (size_t i = 0; i < b.nruns; i++)
+		b.runs[i].txtime_ns = 5000000000ull + i;
+	assert_int_equal(be.ops->send_batch(&be, &b), 0);
+	assert_int_equal(nsqes, 2);
+	assert_int_equal(sqes[0].gso, 1316);
+	assert_int_equal(sqes[0].txtime, 5000000000ull);
+	/* a connected plain datagram with a departure time needs a msghdr */
+	assert_int_equal(sqes[1].opcode, IORING_OP_SENDMSG);
+	assert_int_equal(sqes[1].gso, 0);
+	assert_int_equal(sqes[1].txtime, 5000000001ull);
+	assert_flow_on_wire(7, 5001, 3, 0);
+	assert_flow_on_wire(9, 0, 1, 0);
+}
+
 static void enobufs_is_retried_until_it_goes(void **state)
 {
 	(void)state;
@@ -773,6 +799,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(one_enter_sends_every_socket, setup, teardown),
 		cmocka_unit_test_setup_teardown(eagain_cuts_the_chain_and_the_rest_follows_in_order,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(a_departure_time_goes_as_scm_txtime, setup, teardown),
 		cmocka_unit_test_setup_teardown(enobufs_is_retried_until_it_goes, setup, teardown),
 		cmocka_unit_test_setup_teardown(eio_on_a_gso_run_resends_plain_datagrams,
 						setup, teardown),
