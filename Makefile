@@ -6,6 +6,7 @@
 #   make integration pytest integration tests only
 #   make asan|tsan  build with a sanitizer into build-asan/ or build-tsan/ and run the suites
 #   make bench      side-by-side benchmarks (root: network namespaces)
+#   make bench-uring the uring backend's figures
 #   make demo       the README's demo
 
 B        ?= build
@@ -23,7 +24,7 @@ PYTEST   ?= pytest-3
 CORE_SRC    := core/config.c core/rules.c core/fdtable.c core/queue.c core/batch.c core/sched.c \
                core/pace.c core/egress.c core/stats.c core/log.c
 BACKEND_SRC := backend/registry.c backend/common.c backend/mmsg.c backend/passthrough.c backend/route.c \
-	       backend/packet.c backend/resolve.c backend/ring.c
+	       backend/packet.c backend/resolve.c backend/ring.c backend/uring.c
 PRELOAD_SRC := preload/symbols.c preload/fd.c preload/send.c preload/process.c preload/live.c
 LIB_SRC     := $(CORE_SRC) $(BACKEND_SRC) $(PRELOAD_SRC)
 LIB_OBJ     := $(LIB_SRC:%.c=$(B)/obj/%.o)
@@ -36,6 +37,10 @@ LIBFLAGS += -DUW_HAVE_LTTNG $(shell pkg-config --cflags lttng-ust)
 TP_OBJ   := $(B)/obj/core/tp.o
 TP_LIBS  := $(shell pkg-config --libs lttng-ust)
 endif
+# liburing (Debian: liburing-dev) for the uring backend.
+URING_CFLAGS := $(shell pkg-config --cflags liburing 2>/dev/null)
+URING_LIBS   := $(or $(shell pkg-config --libs liburing 2>/dev/null),-luring)
+LIBFLAGS     += $(URING_CFLAGS)
 HEADERS     := $(wildcard include/*.h core/*.h backend/*.h preload/*.h preload/*.def)
 
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
@@ -47,7 +52,8 @@ BENCH_SRC   := $(wildcard bench/*.c)
 BENCH_BIN   := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 BENCH_SO    := $(patsubst bench/so/%.c,$(B)/bench/lib%.so,$(wildcard bench/so/*.c))
 
-.PHONY: all lib tools unit integration test deps asan tsan bench bench-quick bench-full bench-pacing demo clean \
+.PHONY: all lib tools unit integration test deps asan tsan bench bench-quick bench-full bench-pacing \
+	bench-uring demo clean \
 	cli install uninstall FORCE
 
 all: lib tools cli
@@ -69,7 +75,7 @@ $(B)/libudpweave.map: preload/exports.map.in preload/syscalls.def
 $(B)/libudpweave.so: $(TP_OBJ) $(LIB_OBJ) $(B)/libudpweave.map
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) -shared $(SAN) -pthread -Wl,--version-script=$(B)/libudpweave.map -Wl,-z,defs \
-		-o $@ $(TP_OBJ) $(LIB_OBJ) $(TP_LIBS) -lmnl -lcap -ldl
+		-o $@ $(TP_OBJ) $(LIB_OBJ) $(TP_LIBS) $(URING_LIBS) -lmnl -lcap -ldl
 
 # Test tools: one C file each (a shared object when the name starts with lib).
 TOOL_HDR    := $(wildcard tests/tools/*.h)
@@ -92,7 +98,7 @@ $(B)/bench/lib%.so: bench/so/%.c
 $(B)/bench/%: bench/%.c
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $@")
-	$(Q)$(CC) $(BASE) -pthread $(CFLAGS) $< -o $@ -lm
+	$(Q)$(CC) $(BASE) -pthread $(URING_CFLAGS) $(CFLAGS) $< -o $@ -lm $(URING_LIBS)
 
 # Unit tests link the core and backends directly (no preload), fake clock and
 # backend; mmsg tests wrap sendmmsg at link time.
@@ -101,7 +107,7 @@ $(B)/tests/unit/test_%: tests/unit/test_%.c tests/unit/helpers.h $(UNIT_LIB) $(H
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(BASE) -pthread $(CFLAGS) $(shell sed -n 's|^/\* ldflags: \(.*\) \*/$$|\1|p' $<) \
-		$< $(UNIT_LIB) -o $@ -lcmocka -lmnl -lcap -ldl
+		$(URING_CFLAGS) $< $(UNIT_LIB) -o $@ -lcmocka $(URING_LIBS) -lmnl -lcap -ldl
 
 # ---- the udpweave tool, install ------------------------------------------
 PREFIX   ?= /usr/local
@@ -180,6 +186,11 @@ bench: deps all
 
 bench-quick: deps all
 	/usr/bin/python3 bench/run_bench.py --build $(abspath $(B)) --quick $(BENCH_ARGS)
+
+# The uring backend's figures (issue 7): bench/results/uring.{md,json,png}.
+bench-uring: deps all
+	/usr/bin/python3 bench/run_bench.py --build $(abspath $(B)) --sections uring --name uring \
+		--paths veth $(BENCH_ARGS)
 
 bench-full: deps all
 	/usr/bin/python3 bench/run_bench.py --build $(abspath $(B)) --full --perf $(BENCH_ARGS)

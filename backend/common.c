@@ -90,6 +90,14 @@ enum uw_be_action uw_be_on_error(struct uw_backend *be, struct uw_retry *rs,
 	return UW_BE_DROP;
 }
 
+int uw_be_gso_einval(struct uw_backend *be, struct uw_run *r)
+{
+	uw_route_forget(r->sock, r->dest);
+	if (r->seg_size > uw_route_max_segment(be->sys, r->sock, r->dest))
+		return EMSGSIZE;
+	return EINVAL;
+}
+
 void uw_be_drop(struct uw_run *r, const struct iovec *iov, uint32_t n)
 {
 	for (uint32_t i = 0; i < n; i++) {

@@ -154,16 +154,6 @@ static bool is_gso_msg(const struct mmsg_priv *p, size_t k)
 	return p->mm[k].msg_hdr.msg_iovlen > 1;
 }
 
-/* A GSO run refused with EINVAL: a segment the route no longer carries
- * (the path MTU shrank) is not a refusal of GSO itself. */
-static int classify_einval(struct uw_backend *be, struct uw_run *r)
-{
-	uw_route_forget(r->sock, r->dest);
-	if (r->seg_size > uw_route_max_segment(be->sys, r->sock, r->dest))
-		return EMSGSIZE;
-	return EINVAL;
-}
-
 /* Send the runs of one socket. */
 static void send_group(struct uw_backend *be, struct uw_group *g)
 {
@@ -207,7 +197,7 @@ static void send_group(struct uw_backend *be, struct uw_group *g)
 		if (rc == 0)
 			err = EIO;
 		if (err == EINVAL && is_gso_msg(p, i))
-			err = classify_einval(be, r);
+			err = uw_be_gso_einval(be, r);
 		switch (uw_be_on_error(be, &rs, s, fd, err, is_gso_msg(p, i))) {
 		case UW_BE_RETRY:
 			break;

@@ -15,6 +15,10 @@ round by round (order rotated) on the same namespaces and veth pair:
            multiudpsink and from N ffmpeg processes: CPU per datagram,
            system calls, delay and jitter from the server's own send calls,
            loss, TS continuity (streams_bench.py)
+  uring    (only when asked: --sections uring, make bench-uring) the uring
+           backend's figures: 100 connected sockets with one datagram each
+           per flush, 16-segment runs to 100 destinations, copying vs
+           zero-copy sends; baseline vs mmsg vs uring (uring_bench.py)
 
 Setup shared by all sections (benchlib.Topology): sender in netns
 uwb-tx-*, receivers in uwb-rx-*, a veth pair between them with threaded
@@ -43,9 +47,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import blast_bench  # noqa: E402
 import iperf_bench  # noqa: E402
 import streams_bench  # noqa: E402
+import uring_bench  # noqa: E402
 from benchlib import HERE, BenchError, Topology, log  # noqa: E402
 
 SECTIONS = ('blast', 'iperf3', 'streams')
+EXTRA_SECTIONS = ('uring',)      # run only when named in --sections
 
 
 def check_tools(args, sections):
@@ -58,6 +64,8 @@ def check_tools(args, sections):
         need += ['udp_blast', 'udp_sink']
     if 'streams' in sections:
         need += ['stream_sink']
+    if 'uring' in sections:
+        need += ['udp_blast', 'udp_sink']
     for f in need:
         if not os.access(os.path.join(args.build, 'bench', f), os.X_OK):
             raise BenchError('%s/bench/%s not built (make tools)' % (args.build, f))
@@ -70,7 +78,8 @@ def parse_args():
     ap.add_argument('--build', default=os.path.join(os.path.dirname(HERE), 'build'))
     ap.add_argument('--name', default='latest', help='bench/results/NAME.{json,md,png}')
     ap.add_argument('--sections', default=','.join(SECTIONS),
-                    help='comma list of %s (default: all)' % ','.join(SECTIONS))
+                    help='comma list of %s (default: %s)' % (
+                        ','.join(SECTIONS + EXTRA_SECTIONS), ','.join(SECTIONS)))
     ap.add_argument('--quick', action='store_true',
                     help='1-2 rounds and fewer configurations (about 2 minutes)')
     ap.add_argument('--full', action='store_true',
@@ -118,6 +127,12 @@ def parse_args():
     g.add_argument('--perf-streams', type=int, default=100)
     g.add_argument('--no-stamps', action='store_true',
                    help='no send-time logger: no delay figures')
+    g = ap.add_argument_group('uring')
+    g.add_argument('--uring-rounds', type=int, default=None,
+                   help='rounds of the uring section (default 5, --quick 2)')
+    g.add_argument('--uring-configs', default=None,
+                   help='comma list of %s (default: all; --quick: %s)' % (
+                       ','.join(uring_bench.CONFIGS), ','.join(uring_bench.QUICK_CONFIGS)))
     args = ap.parse_args()
     if args.quick:
         args.rounds = args.rounds or 1
@@ -165,6 +180,8 @@ def write_outputs(result, args, sections):
         lines += iperf_bench.markdown(result['iperf3'])
     if result.get('streams', {}).get('summary'):
         lines += streams_bench.markdown(result['streams'])
+    if result.get('uring', {}).get('summary'):
+        lines += uring_bench.markdown(result['uring'])
     for n in result.get('notes', []):
         lines.append('- ' + n)
     md = '\n'.join(lines) + '\n'
@@ -179,6 +196,9 @@ def write_outputs(result, args, sections):
     if result.get('streams', {}).get('summary'):
         pngs += streams_bench.plot(result['streams'], base + '-streams-cpu.png',
                                    base + '-delay-cdf.png')
+    if result.get('uring', {}).get('summary') and \
+            uring_bench.plot(result['uring'], base + '-uring.png'):
+        pngs.append(base + '-uring.png')
     print(md)
     log('wrote %s.{json,md}%s' % (base, ''.join(' ' + os.path.basename(p) for p in pngs)))
 
@@ -194,6 +214,8 @@ def main():
             result['targets'] = blast_bench.targets(result['summary']['veth'])
         if result.get('iperf3', {}).get('summary'):
             result['iperf3']['targets'] = iperf_bench.targets(result['iperf3']['summary'])
+        if result.get('uring', {}).get('summary'):
+            result['uring']['targets'] = uring_bench.targets(result['uring']['summary'])
         sec = result.get('streams', {})
         if sec.get('summary') and sec.get('runs'):
             # re-summarize (the per-run CDFs are not stored: keep the old ones)
@@ -211,8 +233,9 @@ def main():
         return
     sections = [s for s in args.sections.split(',') if s]
     for s in sections:
-        if s not in SECTIONS:
-            raise BenchError('unknown section %s (known: %s)' % (s, ', '.join(SECTIONS)))
+        if s not in SECTIONS + EXTRA_SECTIONS:
+            raise BenchError('unknown section %s (known: %s)' % (
+                s, ', '.join(SECTIONS + EXTRA_SECTIONS)))
     check_tools(args, sections)
     paths = [p for p in args.paths.split(',') if p]
     have_lib = os.path.exists(os.path.join(args.build, 'libudpweave.so'))
@@ -238,7 +261,7 @@ def main():
     failed = []
     timing = {}
     try:
-        if 'veth' in paths or 'streams' in sections:
+        if 'veth' in paths or 'streams' in sections or 'uring' in sections:
             topo.setup_veth()
         if 'loopback' in paths:
             topo.setup_lo()
@@ -251,6 +274,8 @@ def main():
                 failed += iperf_bench.run_section(args, topo, result, paths, have_lib)
             elif s == 'streams':
                 failed += streams_bench.run_section(args, topo, result, have_lib)
+            elif s == 'uring':
+                failed += uring_bench.run_section(args, topo, result, have_lib)
             timing[s] = time.monotonic() - t0
     except KeyboardInterrupt:
         log('interrupted: cleaning up')

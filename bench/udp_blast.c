@@ -9,6 +9,11 @@
  *   connected-send  one connected socket per destination, one send() each
  *   sendmmsg        one unconnected socket, sendmmsg of --batch single
  *                   datagrams (batching without GSO, for comparison)
+ *   uring-conn      the hand-written io_uring sender for connected-send:
+ *                   one connected socket per destination, per round one
+ *                   IORING_OP_SEND per socket and one io_uring_enter
+ *                   (what the uring backend does with one datagram per
+ *                   socket per flush, without the library's queueing)
  *   ideal-gso       the hand-written ideal: per round, every destination
  *                   gets a run of --segs consecutive datagrams sent as ONE
  *                   message with a UDP_SEGMENT cmsg; one sendmmsg per round
@@ -18,6 +23,10 @@
  * sequence number) so bench/udp_sink can count per-flow loss and order.
  * The run is bounded by --count and by --time-limit seconds.  --rate paces
  * the total datagram rate in 1 ms ticks (0 = as fast as possible).
+ * --flush-every N (sendto, connected-send) calls udpweave's uw_flush()
+ * after every N datagrams when the library is loaded (as an aware
+ * application may), so that every flush carries exactly N datagrams:
+ * N = destinations gives one datagram per socket per flush.
  *
  * Output: one JSON object on stdout (counts, errors, elapsed time and the
  * process's own rusage at the end of main — the benchmark itself prefers
@@ -26,8 +35,10 @@
  * This is a bench tool: it exits on setup errors.
  */
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <getopt.h>
+#include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <stdbool.h>
@@ -52,7 +63,7 @@
 #define MAX_BATCH	1024
 #define TAG_BYTES	16
 
-enum mode { MODE_SENDTO, MODE_CONNECTED, MODE_SENDMMSG, MODE_IDEAL_GSO };
+enum mode { MODE_SENDTO, MODE_CONNECTED, MODE_SENDMMSG, MODE_IDEAL_GSO, MODE_URING_CONN };
 
 struct tag {
 	uint32_t magic;
@@ -74,6 +85,7 @@ struct options {
 	double time_limit;
 	long rate;
 	int sndbuf;
+	long flush_every;
 };
 
 struct dest {
@@ -97,6 +109,7 @@ struct blast {
 	long first_error_at;
 	bool truncated;
 	double t_start;
+	long (*uw_flush)(void);	/* the library's, when it is loaded */
 };
 
 static double now_s(void)
@@ -117,9 +130,10 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: udp_blast --dst ADDR [--addrs N] [--port P] [--ports N]\n"
-		"                 [--mode sendto|connected-send|sendmmsg|ideal-gso]\n"
+		"                 [--mode sendto|connected-send|sendmmsg|ideal-gso|uring-conn]\n"
 		"                 [--count N] [--size BYTES] [--segs N] [--batch N]\n"
-		"                 [--rate DGRAMS_PER_S] [--sndbuf BYTES] [--time-limit S]\n");
+		"                 [--rate DGRAMS_PER_S] [--sndbuf BYTES] [--time-limit S]\n"
+		"                 [--flush-every N]\n");
 	exit(2);
 }
 
@@ -133,6 +147,8 @@ static enum mode parse_mode(const char *s)
 		return MODE_SENDMMSG;
 	if (!strcmp(s, "ideal-gso"))
 		return MODE_IDEAL_GSO;
+	if (!strcmp(s, "uring-conn"))
+		return MODE_URING_CONN;
 	fprintf(stderr, "udp_blast: unknown mode '%s'\n", s);
 	usage();
 	return MODE_SENDTO;
@@ -153,6 +169,7 @@ static void parse_options(struct options *o, int argc, char **argv)
 		{ "time-limit", required_argument, NULL, 't' },
 		{ "rate", required_argument, NULL, 'r' },
 		{ "sndbuf", required_argument, NULL, 'B' },
+		{ "flush-every", required_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -177,13 +194,14 @@ static void parse_options(struct options *o, int argc, char **argv)
 		case 't': o->time_limit = atof(optarg); break;
 		case 'r': o->rate = atol(optarg); break;
 		case 'B': o->sndbuf = atoi(optarg); break;
+		case 'F': o->flush_every = atol(optarg); break;
 		default: usage();
 		}
 	}
 	if (!o->dst || o->count < 0 || o->size < 1 || o->size > 65507 ||
 	    o->addrs < 1 || o->ports < 1 || o->addrs * o->ports > MAX_DESTS ||
 	    o->port < 1 || o->port + o->ports - 1 > 65535 ||
-	    o->time_limit <= 0 || o->batch < 0 || o->batch > MAX_BATCH)
+	    o->time_limit <= 0 || o->batch < 0 || o->batch > MAX_BATCH || o->flush_every < 0)
 		usage();
 	if (o->mode == MODE_IDEAL_GSO &&
 	    (o->segs < 1 || o->segs > MAX_SEGS ||
@@ -258,7 +276,7 @@ static void open_sockets(struct blast *b)
 {
 	int i;
 
-	if (b->opt.mode != MODE_CONNECTED) {
+	if (b->opt.mode != MODE_CONNECTED && b->opt.mode != MODE_URING_CONN) {
 		b->fd = open_socket(b);
 		return;
 	}
@@ -345,6 +363,13 @@ static void account(struct blast *b, ssize_t r, long ndgrams)
 	b->bytes += r;
 }
 
+/* After datagram n: the aware application's explicit flush. */
+static inline void maybe_flush(struct blast *b, long n)
+{
+	if (b->uw_flush && (n + 1) % b->opt.flush_every == 0)
+		b->uw_flush();
+}
+
 static void run_sendto(struct blast *b)
 {
 	char *buf = malloc(b->opt.size);
@@ -362,6 +387,7 @@ static void run_sendto(struct blast *b)
 		tag_datagram(b, buf, f);
 		account(b, sendto(b->fd, buf, b->opt.size, 0,
 				  (struct sockaddr *)&d->sa, d->len), 1);
+		maybe_flush(b, n);
 	}
 	free(buf);
 }
@@ -381,6 +407,7 @@ static void run_connected(struct blast *b)
 			break;
 		tag_datagram(b, buf, f);
 		account(b, send(b->conn_fds[f], buf, b->opt.size, 0), 1);
+		maybe_flush(b, n);
 	}
 	free(buf);
 }
@@ -520,6 +547,55 @@ static void run_ideal_gso(struct blast *b)
 	free(m);
 }
 
+/* One IORING_OP_SEND per connected socket per round, one io_uring_enter
+ * that waits for them all. */
+static void run_uring_conn(struct blast *b)
+{
+	size_t size = b->opt.size;
+	char *bufs = malloc(size * b->ndest);
+	struct io_uring ring;
+	long n = 0;
+	int err;
+
+	if (!bufs)
+		die("malloc");
+	err = io_uring_queue_init((unsigned)b->ndest, &ring, 0);
+	if (err) {
+		errno = -err;
+		die("io_uring_queue_init");
+	}
+	for (int d = 0; d < b->ndest; d++)
+		fill_payload(bufs + d * size, size);
+	while (n < b->opt.count && !should_pause(b, n, b->ndest)) {
+		struct io_uring_cqe *cqe;
+		unsigned int head, seen = 0;
+		int k = 0, r;
+
+		for (int d = 0; d < b->ndest && n < b->opt.count; d++, n++, k++) {
+			struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+
+			tag_datagram(b, bufs + d * size, d);
+			io_uring_prep_send(sqe, b->conn_fds[d], bufs + d * size, size, 0);
+		}
+		r = io_uring_submit_and_wait(&ring, (unsigned)k);
+		b->calls++;
+		if (r < 0)
+			note_error(b, -r);
+		io_uring_for_each_cqe(&ring, head, cqe) {
+			seen++;
+			if (cqe->res < 0) {
+				note_error(b, -cqe->res);
+			} else {
+				b->sent++;
+				b->bytes += cqe->res;
+			}
+		}
+		io_uring_cq_advance(&ring, seen);
+	}
+	io_uring_queue_exit(&ring);
+	free(bufs);
+}
+
 /* The high-water RSS of this process's own memory (not of a launcher). */
 static long vm_hwm_kb(void)
 {
@@ -549,14 +625,14 @@ static void print_report(const struct blast *b, double elapsed)
 	       "\"first_error_at\": %ld, \"truncated\": %s, "
 	       "\"elapsed_s\": %.6f, \"self_utime_s\": %.6f, "
 	       "\"self_stime_s\": %.6f, \"self_maxrss_kb\": %ld, "
-	       "\"self_vmhwm_kb\": %ld}\n",
+	       "\"self_vmhwm_kb\": %ld, \"explicit_flushes\": %s}\n",
 	       b->opt.mode_name, b->opt.count, b->opt.size, b->ndest,
 	       b->opt.segs, b->sent, b->bytes, b->calls, b->errors,
 	       b->first_errno, b->errors ? strerror(b->first_errno) : "",
 	       b->first_error_at, b->truncated ? "true" : "false", elapsed,
 	       ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6,
 	       ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6, ru.ru_maxrss,
-	       hwm);
+	       hwm, b->uw_flush ? "true" : "false");
 	fflush(stdout);
 }
 
@@ -567,12 +643,15 @@ int main(int argc, char **argv)
 	parse_options(&b.opt, argc, argv);
 	build_destinations(&b);
 	open_sockets(&b);
+	if (b.opt.flush_every)
+		b.uw_flush = (long (*)(void))dlsym(RTLD_DEFAULT, "uw_flush");
 	b.t_start = now_s();
 	switch (b.opt.mode) {
 	case MODE_SENDTO: run_sendto(&b); break;
 	case MODE_CONNECTED: run_connected(&b); break;
 	case MODE_SENDMMSG: run_sendmmsg(&b); break;
 	case MODE_IDEAL_GSO: run_ideal_gso(&b); break;
+	case MODE_URING_CONN: run_uring_conn(&b); break;
 	}
 	print_report(&b, now_s() - b.t_start);
 	return b.sent == b.opt.count ? 0 : 1;

@@ -672,12 +672,17 @@ static bool judge_backend(const char *name, const struct host *h)
 		line(true, thing, "sendmmsg and UDP GSO work");
 		return true;
 	}
-	if (!strcmp(name, "packet"))
-		line(false, thing, "not implemented in this version (here: TX_RING %s, CAP_NET_RAW %s)",
-		     h->tx_ring ? "works" : "fails", h->cap_net_raw ? "held" : "not held");
-	else
-		line(false, thing, "not implemented in this version (here: io_uring %s)",
-		     h->io_uring ? "works" : "fails");
+	if (!strcmp(name, "uring")) {
+		if (!h->io_uring) {
+			line(false, thing, "io_uring_setup fails here: the library would warn and send with mmsg");
+			return false;
+		}
+		line(true, thing, "io_uring works%s", h->gso ? " and UDP GSO works" :
+		     "; warning: without UDP GSO it sends plain datagrams");
+		return true;
+	}
+	line(false, thing, "not implemented in this version (here: TX_RING %s, CAP_NET_RAW %s)",
+	     h->tx_ring ? "works" : "fails", h->cap_net_raw ? "held" : "not held");
 	return false;
 }
 

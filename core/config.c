@@ -69,7 +69,7 @@ struct uw_var {
 };
 
 static const struct uw_var uw_vars[] = {
-	{ "BACKEND",      "one of mmsg, packet, passthrough" },
+	{ "BACKEND",      "one of mmsg, packet, uring, passthrough" },
 	{ "MAX_DELAY_US", "microseconds, 0..10000000" },
 	{ "INTERVAL_US",  "microseconds, 1..10000000" },
 	{ "ARENA_KB",     "kilobytes, 256..1048576" },
@@ -82,6 +82,7 @@ static const struct uw_var uw_vars[] = {
 	{ "INTERLEAVE",   "'flow' or 'burst:N' (N datagrams per destination in a row, 1..64)" },
 	{ "PACKET_QDISC_BYPASS", "0 or 1" },
 	{ "PACKET_GSO",   "0 or 1" },
+	{ "URING_ZC_BYTES", "0 (off) or the smallest message in bytes the uring backend sends zero-copy, 1..65535" },
 };
 
 static int parse_interleave(const char *s, uint32_t *out)
@@ -132,6 +133,8 @@ static int apply(struct uw_config *cfg, size_t var, const char *v, char *why, si
 		return parse_bool(v, &cfg->packet_qdisc_bypass);
 	case 12:
 		return parse_bool(v, &cfg->packet_gso);
+	case 13:
+		return parse_u32(v, 0, 65535, &cfg->uring_zc_bytes);
 	}
 	return -EINVAL;
 }

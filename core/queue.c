@@ -382,6 +382,7 @@ int uw_core_init(struct uw_core *c, const struct uw_config *cfg, const struct uw
 	c->be.ops = ops;
 	c->be.sys = sys;
 	c->be.stats = &c->stats;
+	c->be.arena = &c->arena;
 	err = ops->open(&c->be, cfg);
 	if (err)
 		goto fail;

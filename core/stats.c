@@ -171,7 +171,13 @@ int uw_stats_json(const struct uw_stats *st, const char *backend, char *buf, siz
 		EMIT("%s\"%s\": %llu", i ? ", " : "", uw_pkt_fb_name[i],
 		     (unsigned long long)atomic_load_explicit(&st->pkt.fallback[i],
 							      memory_order_relaxed));
-	EMIT("}}}");
+	EMIT("}}");
+	EMIT(", \"uring\": {\"io_uring_enter_calls\": %llu, \"sqes\": %llu, "
+	     "\"zc_sends\": %llu, \"zc_notifications\": %llu, \"zc_copied\": %llu, "
+	     "\"requeued\": %llu, \"mmsg_batches\": %llu, \"ring_failures\": %llu}}",
+	     LD(uring_enters), LD(uring_sqes), LD(uring_zc_sends), LD(uring_zc_notifs),
+	     LD(uring_zc_copied), LD(uring_requeued), LD(uring_mmsg_batches),
+	     LD(uring_ring_failures));
 	EMIT(", \"max_queue_delay_us\": %llu", LD(max_queue_delay_ns) / 1000);
 	EMIT(", \"max_flush_thread_late_us\": %llu", LD(max_wake_late_ns) / 1000);
 	EMIT(", \"arena_high_water_bytes\": %llu", LD(arena_high_water));

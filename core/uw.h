@@ -105,6 +105,7 @@ struct uw_config {
 	uint32_t interleave_burst;	/* datagrams per destination in a row; 1: flow */
 	bool packet_qdisc_bypass;	/* packet backend: PACKET_QDISC_BYPASS */
 	bool packet_gso;		/* packet backend: GSO frames (PACKET_VNET_HDR) */
+	uint32_t uring_zc_bytes;	/* uring: smallest zero-copy message; 0: off */
 	char stats_path[PATH_MAX];	/* "" unset, "stderr", or a path (%p) */
 	enum uw_log_level log_level;
 	bool disabled;			/* UDPWEAVE_DISABLE=1 */
@@ -298,6 +299,11 @@ struct uw_stats {
 		_Atomic uint64_t longest_burst;
 		_Atomic uint64_t fallback[16];		/* datagrams, by enum uw_pkt_fb */
 	} pkt;
+	_Atomic uint64_t uring_enters, uring_sqes;	/* io_uring_enter, SQEs */
+	_Atomic uint64_t uring_zc_sends, uring_zc_notifs, uring_zc_copied;
+	_Atomic uint64_t uring_requeued;	/* SQEs submitted again after a cut chain */
+	_Atomic uint64_t uring_mmsg_batches;	/* sent by mmsg: no io_uring */
+	_Atomic uint64_t uring_ring_failures;	/* io_uring_enter failed for good */
 	_Atomic uint64_t flushes[UW_FLUSH__COUNT];
 	_Atomic uint64_t max_queue_delay_ns;
 	/* flushes by how long their oldest datagram had waited: below 250 µs,
@@ -382,6 +388,7 @@ struct uw_batch {
 /* ---- backends (backend/) ----------------------------------------------- */
 
 struct uw_backend;
+struct uw_arena;
 
 struct uw_backend_ops {
 	const char *name;
@@ -405,6 +412,7 @@ struct uw_backend {
 	const struct uw_backend_ops *ops;
 	const struct uw_sys *sys;
 	struct uw_stats *stats;
+	const struct uw_arena *arena;	/* the staging memory (set before open) */
 	void *priv;
 };
 
@@ -412,6 +420,7 @@ const struct uw_backend_ops *uw_backend_find(const char *name);
 extern const struct uw_backend_ops uw_backend_mmsg;
 extern const struct uw_backend_ops uw_backend_passthrough;
 extern const struct uw_backend_ops uw_backend_packet;
+extern const struct uw_backend_ops uw_backend_uring;
 
 /* ---- the queue: staging arena, flows, flush (core/queue.c) ------------- */
 

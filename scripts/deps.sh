@@ -8,9 +8,11 @@ PKGS=(
 	gcc make libc6-dev pkg-config   # build
 	libcap-dev libmnl-dev           # the udpweave tool (check)
 	man-db groff-base               # man pages and their test
+	liburing-dev                    # the uring backend
 	libcmocka-dev                   # unit tests
 	python3 python3-pytest          # integration tests
 	iproute2 iperf3 strace          # integration tests, bench
+	nftables                        # tests: a firewall reject in a namespace
 	ethtool                         # bench: veth offloads
 	ffmpeg                          # demo and tests: media generation, ffprobe, a server
 	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \

@@ -9,6 +9,7 @@ Environment (set by `make integration`):
   UW_TEST_PRELOAD / UDPWEAVE_PRELOAD  full LD_PRELOAD value for the shim
                                       (sanitizer runtime first, if any)
 """
+import ctypes
 import glob
 import json
 import os
@@ -59,6 +60,50 @@ def require_shim():
         pytest.skip(f"{SHIM_LIB} not built (run `make lib`)")
 
 
+# --------------------------------------------------------------------------
+# backends: a test parametrized with SHIM_BACKENDS gets `shim` = False (no
+# shim), True (the shim with its default backend, mmsg) or a backend name;
+# child_env() and run() take any of them.
+
+def _io_uring_setup_error():
+    """None if this process can make an io_uring (io_uring_setup(2), number
+    425 on every architecture), else why not."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    params = ctypes.create_string_buffer(120)      # struct io_uring_params
+    fd = libc.syscall(425, 4, params)
+    if fd < 0:
+        return os.strerror(ctypes.get_errno())
+    os.close(fd)
+    return None
+
+
+URING_UNAVAILABLE = _io_uring_setup_error()
+needs_uring = pytest.mark.skipif(URING_UNAVAILABLE is not None,
+                                 reason=f"io_uring is not available here: {URING_UNAVAILABLE}")
+SHIM_BACKENDS = [pytest.param(False, id="baseline"), pytest.param(True, id="shim"),
+                 pytest.param("uring", id="uring", marks=needs_uring)]
+# the shim only: each backend
+BACKENDS = [pytest.param(True, id="mmsg"), pytest.param("uring", id="uring", marks=needs_uring)]
+
+
+def backend_env(shim):
+    """UDPWEAVE_BACKEND for a backend named by `shim` (see SHIM_BACKENDS)."""
+    return {"UDPWEAVE_BACKEND": shim} if isinstance(shim, str) else {}
+
+
+def assert_backend_used(st, shim, context=""):
+    """The stats JSON `st` shows that the backend `shim` named sent: for
+    uring, through io_uring_enter and never through the mmsg fallback."""
+    if shim == "uring":
+        u = st["backend_counters"]["uring"]
+        assert st["backend"] == "uring", f"{context}\n{st}"
+        assert u["io_uring_enter_calls"] > 0 and u["mmsg_batches"] == 0, f"{context}\n{st}"
+        assert st["syscalls"] == (u["io_uring_enter_calls"] + st["backend_counters"]
+                                  ["passthrough"]["sendmsg_calls"]), f"{context}\n{st}"
+    elif shim:
+        assert st["backend"] == "mmsg", f"{context}\n{st}"
+
+
 def child_env(shim=False, extra=None, preload=None):
     """A clean environment for a program under test."""
     env = {k: v for k, v in os.environ.items()
@@ -66,6 +111,7 @@ def child_env(shim=False, extra=None, preload=None):
     if shim:
         require_shim()
         env["LD_PRELOAD"] = preload or PRELOAD
+        env.update(backend_env(shim))
     if any("libtsan" in p for p in SAN_RUNTIME):
         # the library's flush thread makes every process multi-threaded, and
         # TSan by default kills a child that starts a thread after fork
@@ -118,11 +164,12 @@ class Receiver:
     _seq = 0
 
     def __init__(self, procs, tmp_path, binds=("127.0.0.1:0",), idle_ms=5000,
-                 timeout_s=90, extra_args=()):
+                 timeout_s=90, extra_args=(), prefix=()):
+        """prefix: in front of the command, e.g. ("ip", "netns", "exec", NS)."""
         Receiver._seq += 1
         self.binds = list(binds)
         self.ready = tmp_path / f"rx-ready-{Receiver._seq}.json"
-        args = [tool("uw_receiver"), "--ready-file", str(self.ready),
+        args = [*prefix, tool("uw_receiver"), "--ready-file", str(self.ready),
                 "--idle-ms", str(idle_ms), "--timeout-s", str(timeout_s)]
         for b in self.binds:
             args += ["--bind", b]
@@ -199,7 +246,7 @@ def run(args, shim=False, extra_env=None, timeout=SUBPROCESS_TIMEOUT,
     With strace_out, runs it under `strace -f -yy` tracing strace_calls (see
     strace_counts); the shim is then given through strace -E so that strace
     itself is not preloaded."""
-    env = child_env(shim=False, extra=extra_env)
+    env = child_env(shim=False, extra={**backend_env(shim), **(extra_env or {})})
     args = [str(a) for a in args]
     if strace_out:
         cmd = ["strace", "-f", "-yy", "-qq", "-o", str(strace_out), "-e",
@@ -211,14 +258,18 @@ def run(args, shim=False, extra_env=None, timeout=SUBPROCESS_TIMEOUT,
     else:
         cmd = args
         if shim:
-            env = child_env(shim=True, extra=extra_env, preload=preload)
+            env = child_env(shim=shim, extra=extra_env, preload=preload)
     try:
         cp = subprocess.run(cmd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as e:
         raise AssertionError(f"timed out after {timeout} s: {' '.join(cmd)}\n"
                              f"stderr: {e.stderr}") from None
-    return Run(cp, cmd)
+    r = Run(cp, cmd)
+    if shim == "uring":
+        assert not any("io_uring" in l for l in udpweave_lines(r.stderr)), (
+            f"the uring backend did not send through io_uring\n{r.describe()}")
+    return r
 
 
 _STRACE_CALL = re.compile(r"^(\d+)\s+(\w+)\((\d+)<([^:>]+)")

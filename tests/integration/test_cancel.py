@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import child_env, tool
+from conftest import SHIM_BACKENDS, child_env, tool
 
 
 def _drain(sock, quiet_s=0.5, limit_s=30):
@@ -23,7 +23,7 @@ def _drain(sock, quiet_s=0.5, limit_s=30):
     return got
 
 
-@pytest.mark.parametrize("shim", [False, True], ids=["baseline", "shim"])
+@pytest.mark.parametrize("shim", SHIM_BACKENDS)
 def test_cancelled_senders_leave_no_lock_held(shim):
     rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     rx.setsockopt(socket.SOL_SOCKET, 33, 64 << 20)       # SO_RCVBUFFORCE

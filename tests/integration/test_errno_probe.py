@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import PRELOAD, SHIM_LIB, TOOLS, child_env
+from conftest import BACKENDS, PRELOAD, SHIM_LIB, TOOLS, backend_env, child_env
 
 # Every case the probe prints (tests/tools/uw_sender.c, --errno-probe).
 CASES = """
@@ -46,6 +46,7 @@ def probe(shim):
     env = child_env()
     if shim:
         env["LD_PRELOAD"] = PRELOAD
+        env.update(backend_env(shim))
     cp = subprocess.run([str(path), "--errno-probe"], env=env, stdout=subprocess.PIPE,
                         stderr=subprocess.PIPE, text=True, timeout=60)
     lines = {}
@@ -57,11 +58,18 @@ def probe(shim):
 
 
 @pytest.fixture(scope="module")
-def probes():
+def baseline_probe():
     base, why = probe(False)
     if base is None:
         pytest.skip(why)
-    shim, why = probe(True)
+    return base
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def probes(request, baseline_probe):
+    """The baseline's lines and the shim's, with each backend."""
+    base = baseline_probe
+    shim, why = probe(request.param)
     if shim is None:
         pytest.skip(why)
     return base, shim

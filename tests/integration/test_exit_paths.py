@@ -4,14 +4,14 @@ interval, far longer than these programs live, so only the exit-path flush
 can deliver the tail."""
 import pytest
 
-from conftest import (assert_delay_bound, assert_delivered, run, sender_summaries,
+from conftest import (SHIM_BACKENDS, assert_delay_bound, assert_delivered, run, sender_summaries,
                       tool, udpweave_lines)
 
 LONG_DELAY_US = 1_000_000
 LONG_DELAY_ENV = {"UDPWEAVE_MAX_DELAY_US": str(LONG_DELAY_US),
                   "UDPWEAVE_INTERVAL_US": str(LONG_DELAY_US)}
 SIZES = [1316, 1316, 1316, 1316, 1316, 1316, 1316, 188, 28, 9000]
-SHIM = [pytest.param(False, id="baseline"), pytest.param(True, id="shim")]
+SHIM = SHIM_BACKENDS
 
 
 def sender_args(rx, *extra):

@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from conftest import child_env, require_shim
+from conftest import BACKENDS, assert_backend_used, child_env, require_shim
 
 PY = "/usr/bin/python3"
 N = 50
@@ -36,16 +36,17 @@ def _queued_in(rx):
             return n
 
 
-def _sender(code, tmp_path):
+def _sender(code, tmp_path, backend=True):
     require_shim()
-    env = child_env(shim=True, extra={"UDPWEAVE_MAX_DELAY_US": "1000000",
-                                      "UDPWEAVE_STATS": str(tmp_path / "st.json")})
+    env = child_env(shim=backend, extra={"UDPWEAVE_MAX_DELAY_US": "1000000",
+                                         "UDPWEAVE_STATS": str(tmp_path / "st.json")})
     return subprocess.Popen([PY, "-c", textwrap.dedent(code)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("channel", ["tcp", "unix"])
-def test_control_message_does_not_overtake_queued_datagrams(channel, tmp_path):
+def test_control_message_does_not_overtake_queued_datagrams(channel, backend, tmp_path):
     rx = _udp_rx()
     uport = rx.getsockname()[1]
     if channel == "tcp":
@@ -70,7 +71,7 @@ def test_control_message_does_not_overtake_queued_datagrams(channel, tmp_path):
             u.sendto(b"d" * 1000, ("127.0.0.1", {uport}))
         c.sendall(b"END")          # must not overtake the {N} datagrams
         c.recv(1)                  # the test answers when it has looked
-        """, tmp_path)
+        """, tmp_path, backend)
     try:
         conn, _ = ls.accept()
         conn.settimeout(10)
@@ -85,6 +86,7 @@ def test_control_message_does_not_overtake_queued_datagrams(channel, tmp_path):
     assert have == N, f"only {have} of {N} datagrams had arrived when the message did"
     st = json.loads((tmp_path / "st.json").read_text())
     assert st["datagrams_in"] == N and st["flushes_by_reason"]["barrier"] == 1
+    assert_backend_used(st, backend)
 
 
 def test_pipe_writes_do_not_flush(tmp_path):

@@ -3,8 +3,8 @@ shim: the receiver must see the same datagrams (count, size, every byte)
 in per-flow order (design.md 3.2, 3.3)."""
 import pytest
 
-from conftest import (DEFAULT_MAX_DELAY_US, assert_delay_bound, assert_delivered,
-                      run, sender_summaries, tool)
+from conftest import (BACKENDS, DEFAULT_MAX_DELAY_US, SHIM_BACKENDS, assert_delay_bound,
+                      assert_delivered, run, sender_summaries, tool)
 
 SIZES_V4 = [28, 1316, 1316, 1316, 1316, 200, 1472, 9000, 1316, 1316, 65507, 1000, 1316]
 SIZES_V6 = [28, 1316, 1316, 1316, 1316, 200, 1452, 9000, 1316, 1316, 65527, 1000, 1316]
@@ -14,7 +14,7 @@ CONNECTED_MODES = ["send", "sendto", "sendmsg", "sendmmsg", "write", "writev", "
 UNCONNECTED_MODES = ["sendto", "sendmsg", "sendmmsg", "mixed"]
 PATHS = ([pytest.param(m, True, id=f"{m}-connected") for m in CONNECTED_MODES]
          + [pytest.param(m, False, id=f"{m}-unconnected") for m in UNCONNECTED_MODES])
-SHIM = [pytest.param(False, id="baseline"), pytest.param(True, id="shim")]
+SHIM = SHIM_BACKENDS
 
 
 @pytest.mark.parametrize("shim", SHIM)
@@ -97,14 +97,15 @@ def test_threads(receiver_factory, sharing, shim):
     run_threads(receiver_factory, shim, sharing)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("sharing", [
     pytest.param(("--shared-socket",), id="shared-unconnected"),
     pytest.param(("--connected",), id="own-connected"),
 ])
-def test_threads_paced(receiver_factory, sharing):
+def test_threads_paced(receiver_factory, sharing, backend):
     """8 paced threads (1500 datagrams/s each) under the shim: complete, in
     order, and no datagram held much beyond the max delay."""
-    r, report = run_threads(receiver_factory, True, sharing, extra=("--rate-pps", 1500))
+    r, report = run_threads(receiver_factory, backend, sharing, extra=("--rate-pps", 1500))
     assert_delay_bound(report, DEFAULT_MAX_DELAY_US, r.describe())
 
 

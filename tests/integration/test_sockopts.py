@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import child_env, require_shim
+from conftest import SHIM_BACKENDS, assert_backend_used, child_env, require_shim
 
 PY = "/usr/bin/python3"
 N = 300
@@ -69,11 +69,12 @@ def _run_sender(code, shim, tmp_path, env=None, pass_fds=()):
     assert len(files) == 1, files
     st = json.loads(files[0].read_text())
     files[0].unlink()
+    assert_backend_used(st, shim)
     return cp, st
 
 
 @pytest.mark.parametrize("family", ["ipv4", "ipv6"])
-@pytest.mark.parametrize("shim", [False, True], ids=["baseline", "shim"])
+@pytest.mark.parametrize("shim", SHIM_BACKENDS)
 def test_ttl_tos_and_source_port_apply(shim, family, tmp_path):
     if shim:
         require_shim()
@@ -137,7 +138,7 @@ def test_getsockname_shows_the_port_right_after_the_first_send(tmp_path):
     assert got and got[0][1][1] == int(cp.stdout)
 
 
-@pytest.mark.parametrize("shim", [False, True], ids=["baseline", "shim"])
+@pytest.mark.parametrize("shim", SHIM_BACKENDS)
 def test_inherited_and_dup_sockets_are_batched_in_order(shim, tmp_path):
     """A connected UDP socket created by a parent without the shim, used by
     a child under it through write(), a dup() and the original closed."""
@@ -168,19 +169,25 @@ def test_inherited_and_dup_sockets_are_batched_in_order(shim, tmp_path):
         assert st["flushes_by_reason"]["close"] >= 1 or st["syscalls"] < N / 4
 
 
+def _variant(shim):
+    """A digit for names of this test's namespaces and links: 0 baseline,
+    1 shim (default backend), 2 uring."""
+    return {False: 0, True: 1}.get(shim, 2)
+
+
 def _netns(name):
     r = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
     if r.returncode:
         pytest.skip(f"cannot create a network namespace: {r.stderr.strip()}")
 
 
-@pytest.mark.parametrize("shim", [False, True], ids=["baseline", "shim"])
+@pytest.mark.parametrize("shim", SHIM_BACKENDS)
 def test_multicast_ttl_interface_and_loop_apply(shim, tmp_path):
     """Multicast on the loopback of a namespace the test creates: the group,
     IP_MULTICAST_IF/TTL/LOOP set by the sender apply to batched datagrams."""
     if shim:
         require_shim()
-    ns = f"uwt-mc-{os.getpid()}-{int(shim)}"
+    ns = f"uwt-mc-{os.getpid()}-{_variant(shim)}"
     _netns(ns)
     try:
         for cmd in (["link", "set", "lo", "up"], ["link", "set", "lo", "multicast", "on"],
@@ -236,11 +243,12 @@ def test_multicast_ttl_interface_and_loop_apply(shim, tmp_path):
         if shim:
             st = json.loads(next(tmp_path.glob("stats-*.json")).read_text())
             assert st["datagrams_out"] == N and st["gso_runs"] >= 1
+            assert_backend_used(st, shim)
     finally:
         subprocess.run(["ip", "netns", "del", ns])
 
 
-@pytest.mark.parametrize("shim", [False, True], ids=["baseline", "shim"])
+@pytest.mark.parametrize("shim", SHIM_BACKENDS)
 def test_ipv6_multicast_over_veth(shim, tmp_path):
     """IPv6 multicast from one namespace to a group joined in another,
     across a veth pair the test creates: IPV6_MULTICAST_IF and
@@ -248,7 +256,7 @@ def test_ipv6_multicast_over_veth(shim, tmp_path):
     arrives in order."""
     if shim:
         require_shim()
-    tag = f"{os.getpid()}{int(shim)}"
+    tag = f"{os.getpid()}{_variant(shim)}"
     a, b = f"uwt-m6a-{tag}", f"uwt-m6b-{tag}"
     _netns(a)
     try:
@@ -312,6 +320,7 @@ def test_ipv6_multicast_over_veth(shim, tmp_path):
         if shim:
             st = json.loads(next(tmp_path.glob("stats-*.json")).read_text())
             assert st["datagrams_out"] == N and st["gso_runs"] >= 1, st
+            assert_backend_used(st, shim)
     finally:
         subprocess.run(["ip", "netns", "del", a], capture_output=True)
         subprocess.run(["ip", "netns", "del", b], capture_output=True)

@@ -1,7 +1,9 @@
 """System-call reduction, measured from outside with strace: 20000 datagrams
 of 1316 B to 4 destinations through one unconnected socket (sendto)."""
-from conftest import (assert_delivered, need_strace, read_stats, run, sender_summaries,
-                      strace_counts, tool)
+import pytest
+
+from conftest import (BACKENDS, assert_delivered, need_strace, read_stats, run,
+                      sender_summaries, strace_counts, tool)
 
 SEND_CALLS = ("sendto", "sendmsg", "sendmmsg")
 COUNT_PER_DEST = 5000
@@ -16,28 +18,33 @@ def traced_run(receiver_factory, tmp_path, shim, name):
     trace = tmp_path / f"strace-{name}.txt"
     env = {"UDPWEAVE_STATS": str(tmp_path / "stats-%p.json")} if shim else None
     r = run(args, shim=shim, extra_env=env, strace_out=trace, timeout=120,
-            strace_calls="sendto,sendmsg,sendmmsg,write,writev")
+            strace_calls="sendto,sendmsg,sendmmsg,write,writev,io_uring_enter")
     sums = sender_summaries(r)
     report = rx.finish()
     assert_delivered(report, sums, r.describe(), ports=rx.ports, sizes=[1316])
     counts = strace_counts(trace)
     calls = sum(counts.get(c, (0, 0))[0] for c in SEND_CALLS)
     errors = sum(counts.get(c, (0, 0))[1] for c in SEND_CALLS)
-    return r, sums, calls, errors, counts
+    # io_uring_enter's fd is the ring (anon_inode:[io_uring]), not a socket
+    enters = strace_counts(trace, protocols=("anon_inode",)).get("io_uring_enter", (0, 0))
+    return r, sums, calls + enters[0], errors + enters[1], counts, enters[0]
 
 
-def test_syscall_reduction(receiver_factory, tmp_path):
-    """With the shim the send system calls (sendto+sendmsg+sendmmsg, all
-    threads) are at most 1/8 of those without, and equal the library's own
-    `syscalls` counter."""
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_syscall_reduction(receiver_factory, tmp_path, backend):
+    """With the shim the send system calls (sendto+sendmsg+sendmmsg on UDP
+    sockets, and io_uring_enter for the uring backend; all threads) are at
+    most 1/8 of those without, and equal the library's own `syscalls`
+    counter. The uring backend makes one io_uring_enter per flush."""
     need_strace()
-    _, base_sums, base_calls, _, base_counts = traced_run(receiver_factory, tmp_path,
-                                                          False, "baseline")
+    _, base_sums, base_calls, _, base_counts, _ = traced_run(receiver_factory, tmp_path,
+                                                             False, "baseline")
     datagrams = base_sums[0]["sent_total"]
     assert datagrams == 4 * COUNT_PER_DEST
     assert base_calls == datagrams, f"baseline: {base_counts}"
 
-    r, sums, calls, errors, counts = traced_run(receiver_factory, tmp_path, True, "shim")
+    r, sums, calls, errors, counts, enters = traced_run(receiver_factory, tmp_path, backend,
+                                                        "shim")
     assert calls * 8 <= base_calls, (f"{calls} send syscalls with the shim vs {base_calls} "
                                      f"without: less than 8x fewer ({counts})\n{r.describe()}")
     stats = list(read_stats(tmp_path).values())
@@ -45,5 +52,13 @@ def test_syscall_reduction(receiver_factory, tmp_path):
     st = stats[0]
     assert st["syscalls"] in (calls, calls - errors), (
         f"library says syscalls={st['syscalls']}, strace counted {calls} send calls "
-        f"({errors} failed): {counts}")
+        f"({errors} failed): {counts}, io_uring_enter {enters}")
     assert st["datagrams_out"] == datagrams, st
+    if backend == "uring":
+        u = st["backend_counters"]["uring"]
+        assert enters == u["io_uring_enter_calls"] == st["batches"] > 0, (
+            f"io_uring_enter: strace {enters}, library {u['io_uring_enter_calls']}, "
+            f"flushes {st['batches']}\n{st}")
+        assert calls == enters, f"send calls on UDP sockets besides io_uring_enter: {counts}"
+    else:
+        assert enters == 0, counts

@@ -120,8 +120,11 @@ static struct {
 	const char *dlopen_path;
 	int tos, ttl;		/* -1: leave the default */
 	bool nonblock;
+	int sndbuf;		/* SO_SNDBUF asked for */
+	bool recverr;		/* IP_RECVERR / IPV6_RECVERR: qdisc drops as ENOBUFS */
 	struct dest src4, src6;	/* --src: bind address per family (len 0: none) */
 } opt = {
+	.sndbuf = 4 << 20,
 	.tos = -1,
 	.ttl = -1,
 	.mode = M_SENDTO,
@@ -156,6 +159,8 @@ static void usage(void)
 		"  --tos N / --ttl N    IP_TOS/IPV6_TCLASS, IP_TTL/IPV6_UNICAST_HOPS on every socket\n"
 		"  --src ADDR           bind every socket of ADDR's family to ADDR (port 0)\n"
 		"  --nonblock           O_NONBLOCK sockets (EAGAIN counts as an error)\n"
+		"  --sndbuf BYTES       SO_SNDBUF of every socket (default 4 MiB)\n"
+		"  --recverr            IP_RECVERR/IPV6_RECVERR: the kernel reports drops (ENOBUFS)\n"
 		"  --errno-probe        run the error-case probe instead\n", ZERO_EVERY);
 	exit(2);
 }
@@ -224,6 +229,8 @@ static void parse_options(int argc, char **argv)
 		{ "ttl", required_argument, NULL, 'L' },
 		{ "src", required_argument, NULL, 'B' },
 		{ "nonblock", no_argument, NULL, 'N' },
+		{ "sndbuf", required_argument, NULL, 'O' },
+		{ "recverr", no_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -282,6 +289,8 @@ static void parse_options(int argc, char **argv)
 		case 'T': opt.tos = (int)strtol(optarg, NULL, 0); break;
 		case 'L': opt.ttl = atoi(optarg); break;
 		case 'N': opt.nonblock = true; break;
+		case 'O': opt.sndbuf = atoi(optarg); break;
+		case 'R': opt.recverr = true; break;
 		case 'B': {
 			struct dest d;
 			char spec[128];
@@ -349,11 +358,15 @@ static void must(int rc, const char *what)
 static int udp_socket(int family)
 {
 	int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC | (opt.nonblock ? SOCK_NONBLOCK : 0), 0);
-	int sndbuf = 4 << 20;
+	int one = 1;
 	const struct dest *src = family == AF_INET ? &opt.src4 : &opt.src6;
 
 	must(fd, "socket");
-	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &opt.sndbuf, sizeof(opt.sndbuf));
+	if (opt.recverr)
+		must(family == AF_INET ? setsockopt(fd, IPPROTO_IP, IP_RECVERR, &one, sizeof(one))
+				       : setsockopt(fd, IPPROTO_IPV6, IPV6_RECVERR, &one, sizeof(one)),
+		     "setsockopt RECVERR");
 	if (opt.tos >= 0)
 		must(family == AF_INET ? setsockopt(fd, IPPROTO_IP, IP_TOS, &opt.tos, sizeof(int))
 				       : setsockopt(fd, IPPROTO_IPV6, IPV6_TCLASS, &opt.tos, sizeof(int)),

@@ -21,6 +21,7 @@ static void defaults_without_variables(void **state)
 	assert_int_equal(cfg.interval_us, 0);
 	assert_int_equal(cfg.arena_kb, 4096);
 	assert_int_equal(cfg.log_level, UW_LOG_WARN);
+	assert_int_equal(cfg.uring_zc_bytes, 0);
 	assert_false(cfg.disabled);
 	assert_false(cfg.passthrough);
 	assert_string_equal(msg, "");
@@ -108,6 +109,8 @@ static void bad_values(void **state)
 	expect_bad("UDPWEAVE_INTERLEAVE=burst:65");
 	expect_bad("UDPWEAVE_PACKET_GSO=2");
 	expect_bad("UDPWEAVE_PACKET_QDISC_BYPASS=on");
+	expect_bad("UDPWEAVE_URING_ZC_BYTES=65536");
+	expect_bad("UDPWEAVE_URING_ZC_BYTES=10k");
 }
 
 static void packet_options(void **state)
@@ -126,6 +129,17 @@ static void packet_options(void **state)
 	assert_int_equal(cfg.interleave_burst, 16);
 	assert_true(cfg.packet_gso);
 	assert_true(cfg.packet_qdisc_bypass);
+}
+
+static void uring_and_its_zero_copy_threshold(void **state)
+{
+	char *env[] = { "UDPWEAVE_BACKEND=uring", "UDPWEAVE_URING_ZC_BYTES=10000", NULL };
+
+	(void)state;
+	assert_int_equal(parse(env), 0);
+	assert_string_equal(cfg.backend, "uring");
+	assert_int_equal(cfg.uring_zc_bytes, 10000);
+	assert_string_equal(msg, "");
 }
 
 static void unknown_variable_is_named_and_ignored(void **state)
@@ -157,6 +171,7 @@ int main(void)
 		cmocka_unit_test(disable),
 		cmocka_unit_test(bad_values),
 		cmocka_unit_test(packet_options),
+		cmocka_unit_test(uring_and_its_zero_copy_threshold),
 		cmocka_unit_test(unknown_variable_is_named_and_ignored),
 		cmocka_unit_test(other_prefixes_are_not_ours),
 	};

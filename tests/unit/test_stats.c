@@ -34,6 +34,8 @@ static void derived_figures_and_maps(void **state)
 	atomic_store(&st.async_errno[ENETUNREACH], 1);
 	atomic_store(&st.fallbacks_gso, 2);
 	atomic_store(&st.mmsg_calls, 7);
+	atomic_store(&st.uring_enters, 9);
+	atomic_store(&st.uring_zc_notifs, 4);
 	atomic_store(&st.flushes[UW_FLUSH_ARENA_FULL], 5);
 	uw_stats_note_delay(&st, 1500000);	/* 1.5 ms */
 	uw_stats_note_delay(&st, 9000000);	/* 9 ms */
@@ -43,6 +45,8 @@ static void derived_figures_and_maps(void **state)
 	assert_non_null(strstr(buf, "\"ENETUNREACH\": 1"));
 	assert_non_null(strstr(buf, "\"fallbacks\": {\"gso_refused\": 2"));
 	assert_non_null(strstr(buf, "\"sendmmsg_calls\": 7"));
+	assert_non_null(strstr(buf, "\"uring\": {\"io_uring_enter_calls\": 9, \"sqes\": 0"));
+	assert_non_null(strstr(buf, "\"zc_notifications\": 4"));
 	assert_non_null(strstr(buf, "\"arena_full\": 5"));
 	assert_non_null(strstr(buf, "\"<2000\": 1"));
 	assert_non_null(strstr(buf, "\">=8000\": 1"));
