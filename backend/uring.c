@@ -2,9 +2,10 @@
 /*
  * The uring backend: the batches of every socket of the process in one
  * io_uring submission. Each message (a GSO run with its UDP_SEGMENT control
- * message, or a plain datagram) is an IORING_OP_SENDMSG on the
- * application's own socket, so its options, the routing, ARP and the
- * firewall apply as without the library. One io_uring_enter submits a
+ * message, or a plain datagram) is an IORING_OP_SENDMSG (a plain datagram
+ * on a connected socket: IORING_OP_SEND) on the application's own socket,
+ * so its options, the routing, ARP and the firewall apply as without the
+ * library. One io_uring_enter submits a
  * flush's messages and waits for their completions, which are then reaped
  * in one pass: the flushing thread owns the stage until the kernel is done
  * with it, so no arena region is reused under the kernel.
@@ -12,7 +13,8 @@
  * Order: the messages of one socket are a linked chain (IOSQE_IO_LINK),
  * sent in order. A failed message cuts its chain (the kernel cancels the
  * rest); the shared error policy (backend/common.c) decides about the
- * message, and what is left of the chain is submitted again.
+ * message, which is submitted again alone if it is to be retried, then
+ * what is left of the chain.
  *
  * A full socket buffer is waited out inside the kernel (io_uring arms a
  * poll and sends when there is room, whether the socket is blocking or

@@ -196,9 +196,9 @@ def write_outputs(result, args, sections):
     if result.get('streams', {}).get('summary'):
         pngs += streams_bench.plot(result['streams'], base + '-streams-cpu.png',
                                    base + '-delay-cdf.png')
-    if result.get('uring', {}).get('summary') and \
-            uring_bench.plot(result['uring'], base + '-uring.png'):
-        pngs.append(base + '-uring.png')
+    uring_png = base + ('.png' if 'blast' not in sections else '-uring.png')
+    if result.get('uring', {}).get('summary') and uring_bench.plot(result['uring'], uring_png):
+        pngs.append(uring_png)
     print(md)
     log('wrote %s.{json,md}%s' % (base, ''.join(' ' + os.path.basename(p) for p in pngs)))
 
