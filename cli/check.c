@@ -588,7 +588,7 @@ static ssize_t libc_recv(int fd, void *buf, size_t len, int flags)
 /* The backends that attach departure times (SCM_TXTIME) to what they send. */
 static bool backend_attaches_txtime(const char *name)
 {
-	return !strcmp(name, "mmsg") || !strcmp(name, "passthrough");
+	return !strcmp(name, "mmsg") || !strcmp(name, "passthrough") || !strcmp(name, "uring");
 }
 
 /* Which pacing a paced stream to dest gets: the kernel's (fq honours
@@ -681,8 +681,17 @@ static bool judge_backend(const char *name, const struct host *h)
 		     "; warning: without UDP GSO it sends plain datagrams");
 		return true;
 	}
-	line(false, thing, "not implemented in this version (here: TX_RING %s, CAP_NET_RAW %s)",
-	     h->tx_ring ? "works" : "fails", h->cap_net_raw ? "held" : "not held");
+	if (!strcmp(name, "packet")) {
+		if (!h->cap_net_raw || !h->tx_ring) {
+			line(false, thing, "TX_RING %s, CAP_NET_RAW %s: the library would warn and send with mmsg",
+			     h->tx_ring ? "works" : "fails", h->cap_net_raw ? "held" : "not held");
+			return false;
+		}
+		line(true, thing, "AF_PACKET TX_RING works and CAP_NET_RAW is held (local and "
+		     "loopback destinations still go through the sockets)");
+		return true;
+	}
+	line(false, thing, "unknown backend");
 	return false;
 }
 

@@ -16,7 +16,7 @@
 const struct uw_backend_name uw_backend_names[] = {
 	{ "mmsg",        true  },
 	{ "passthrough", true  },
-	{ "packet",      false },
+	{ "packet",      true  },
 	{ "uring",       true  },
 };
 const size_t uw_backend_count = UW_ARRAY_SIZE(uw_backend_names);

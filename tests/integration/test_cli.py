@@ -385,7 +385,6 @@ def bad_cases(tmp_path):
         ("arena too small", ["--arena-kb", "12", *cmd]),
         ("arena non-numeric", ["--arena-kb", "lots", *cmd]),
         ("unknown backend", ["--backend", "nonsense", *cmd]),
-        ("unimplemented backend packet", ["--backend", "packet", *cmd]),
         ("bad log level", ["--log", "chatty", *cmd]),
         ("empty rules", ["--rules", "", *cmd]),
         ("library missing", ["--lib", str(tmp_path / "nope.so"), *cmd]),
@@ -465,8 +464,8 @@ def check_lines(cp):
 
 def test_check(tmp_path):
     """`udpweave check`: one OK/NO line for each item and each interface,
-    status 0 for mmsg (and passthrough), and for uring where io_uring works,
-    non-zero for packet."""
+    status 0 for mmsg (and passthrough), for uring where io_uring works, and
+    for packet where AF_PACKET TX_RING works with CAP_NET_RAW."""
     require_shim()
     before = interfaces()
     cp = cli(["check", "--lib", SHIM_LIB])
@@ -494,12 +493,14 @@ def test_check(tmp_path):
     assert items["GSO via lo"][1].startswith(f"mtu {mtu}"), describe(cp)
 
     uring = 0 if items["io_uring"][0] == "OK" else 1
-    for backend, status in (("passthrough", 0), ("packet", 1), ("uring", uring)):
+    packet = 0 if items["AF_PACKET TX_RING"][0] == "OK" and items["CAP_NET_RAW"][0] == "OK" else 1
+    for backend, status in (("passthrough", 0), ("packet", packet), ("uring", uring)):
         c = cli(["check", "--lib", SHIM_LIB, "--backend", backend])
         assert c.returncode == status, describe(c)
         verdict = check_lines(c)[f"backend {backend}"]
         if backend == "packet":
-            assert verdict[0] == "NO" and "not implemented" in verdict[1], describe(c)
+            assert verdict[0] == ("NO" if status else "OK"), describe(c)
+            assert status or "TX_RING works" in verdict[1], describe(c)
         if backend == "uring":
             assert verdict[0] == ("NO" if status else "OK"), describe(c)
     c = cli(["check", "--backend", "nonsense"])
