@@ -867,23 +867,6 @@ static uint32_t write_gso_frame(struct pkt_flow *e, unsigned char *f, const stru
 
 /* ---- the batch ------------------------------------------------------------------ */
 
-static int reserve(void **ptr, size_t *cap, size_t need, size_t elem)
-{
-	size_t n = *cap ? *cap : 64;
-	void *q;
-
-	if (need <= *cap)
-		return 0;
-	while (n < need)
-		n *= 2;
-	q = realloc(*ptr, n * elem);
-	if (!q)
-		return -ENOMEM;
-	*ptr = q;
-	*cap = n;
-	return 0;
-}
-
 static void count_fallback(struct uw_stats *st, unsigned int why, uint64_t n)
 {
 	if (n)
@@ -941,9 +924,9 @@ static void send_fallback(struct pkt_priv *p, struct uw_backend *be, struct uw_b
 {
 	size_t n = 0, ng = 0;
 
-	if (reserve((void **)&p->fb_runs, &p->fb_cap, b->nruns, sizeof(*p->fb_runs)) ||
-	    reserve((void **)&p->fb_from, &p->fb_from_cap, b->nruns, sizeof(*p->fb_from)) ||
-	    reserve((void **)&p->fb_groups, &p->fb_groups_cap, b->ngroups,
+	if (uw_grow((void **)&p->fb_runs, &p->fb_cap, b->nruns, sizeof(*p->fb_runs)) ||
+	    uw_grow((void **)&p->fb_from, &p->fb_from_cap, b->nruns, sizeof(*p->fb_from)) ||
+	    uw_grow((void **)&p->fb_groups, &p->fb_groups_cap, b->ngroups,
 		    sizeof(*p->fb_groups))) {
 		/* without memory: one datagram at a time */
 		for (size_t i = 0; i < b->nruns; i++) {
@@ -1152,8 +1135,8 @@ static int pkt_send_batch(struct uw_backend *be, struct uw_batch *b)
 	 * that just changed would be lost (one recv, EAGAIN as a rule). */
 	if (uw_rt_changed(&p->rt))
 		p->epoch++;
-	if (reserve((void **)&p->lanes, &p->lanes_cap, b->nflows, sizeof(*p->lanes)) ||
-	    reserve((void **)&p->next_run, &p->next_run_cap, b->nruns, sizeof(*p->next_run)))
+	if (uw_grow((void **)&p->lanes, &p->lanes_cap, b->nflows, sizeof(*p->lanes)) ||
+	    uw_grow((void **)&p->next_run, &p->next_run_cap, b->nruns, sizeof(*p->next_run)))
 		return p->mmsg.ops->send_batch(&p->mmsg, b);
 	for (size_t f = 0; f < b->nflows; f++)
 		p->lanes[f].seen = false;

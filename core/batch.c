@@ -21,7 +21,7 @@
 
 #include "uw.h"
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
+int uw_grow(void **p, size_t *cap, size_t need, size_t elem)
 {
 	size_t n = *cap ? *cap : 64;
 	void *q;
@@ -142,12 +142,12 @@ int uw_batch_build_stages(struct uw_scratch *sc, struct uw_stage *const *stv, si
 	if (!ndgrams)
 		return 0;
 	/* all memory first: nothing below may fail once flows are chained */
-	if (grow((void **)&sc->runs, &sc->runs_cap, ndgrams, sizeof(*sc->runs)) ||
-	    grow((void **)&sc->iov, &sc->iov_cap, ndgrams, sizeof(*sc->iov)) ||
-	    grow((void **)&sc->flows, &sc->flows_cap, nflows, sizeof(*sc->flows)) ||
-	    grow((void **)&sc->cand, &sc->cand_cap, nflows, sizeof(*sc->cand)) ||
-	    grow((void **)&sc->maxseg, &sc->maxseg_cap, nflows, sizeof(*sc->maxseg)) ||
-	    grow((void **)&sc->groups, &sc->groups_cap, nflows, sizeof(*sc->groups)))
+	if (uw_grow((void **)&sc->runs, &sc->runs_cap, ndgrams, sizeof(*sc->runs)) ||
+	    uw_grow((void **)&sc->iov, &sc->iov_cap, ndgrams, sizeof(*sc->iov)) ||
+	    uw_grow((void **)&sc->flows, &sc->flows_cap, nflows, sizeof(*sc->flows)) ||
+	    uw_grow((void **)&sc->cand, &sc->cand_cap, nflows, sizeof(*sc->cand)) ||
+	    uw_grow((void **)&sc->maxseg, &sc->maxseg_cap, nflows, sizeof(*sc->maxseg)) ||
+	    uw_grow((void **)&sc->groups, &sc->groups_cap, nflows, sizeof(*sc->groups)))
 		return -ENOMEM;
 	ncand = merge_flows(sc, stv, nst, gen);
 

@@ -733,5 +733,7 @@ int uw_stage_add_paced(struct uw_stage *st, struct uw_sock *s, const struct uw_a
 		       const struct iovec *iov, size_t iovlen, size_t len, uint64_t now,
 		       uint64_t due_ns, struct uw_flowrec *rec);
 void uw_scratch_free(struct uw_scratch *sc);
+/* Grow *p (an array of *cap elements) to hold need; -ENOMEM leaves it. */
+int uw_grow(void **p, size_t *cap, size_t need, size_t elem);
 
 #endif
