@@ -31,10 +31,9 @@ enum uw_exit {
 	UW_EXIT_USAGE	= 2,	/* bad input: nothing was started */
 };
 
-/* The backends the library knows by name, and whether this version has them. */
+/* The backends the library knows by name. */
 struct uw_backend_name {
 	const char *name;
-	bool implemented;
 };
 
 extern const struct uw_backend_name uw_backend_names[];

@@ -14,10 +14,7 @@
 #include "cli.h"
 
 const struct uw_backend_name uw_backend_names[] = {
-	{ "mmsg",        true  },
-	{ "passthrough", true  },
-	{ "packet",      true  },
-	{ "uring",       true  },
+	{ "mmsg" }, { "passthrough" }, { "packet" }, { "uring" },
 };
 const size_t uw_backend_count = UW_ARRAY_SIZE(uw_backend_names);
 
@@ -99,13 +96,13 @@ const struct uw_backend_name *uw_backend_lookup(const char *name)
 	return NULL;
 }
 
-static void implemented_list(char *buf, size_t len)
+static void backend_list(char *buf, size_t len)
 {
 	size_t n = 0;
 
 	buf[0] = '\0';
 	for (size_t i = 0; i < uw_backend_count; i++)
-		if (uw_backend_names[i].implemented && n < len)
+		if (n < len)
 			n += (size_t)snprintf(buf + n, len - n, "%s%s", n ? ", " : "",
 					      uw_backend_names[i].name);
 }
@@ -116,12 +113,9 @@ int uw_check_backend_option(const char *cmd, const char *name)
 	const struct uw_backend_name *b = uw_backend_lookup(name);
 	char list[64];
 
-	implemented_list(list, sizeof(list));
+	backend_list(list, sizeof(list));
 	if (!b)
 		return uw_usage_error(cmd, "--backend %s: unknown backend (one of %s)",
-				      name, list);
-	if (!b->implemented)
-		return uw_usage_error(cmd, "--backend %s: not implemented in this version (one of %s)",
 				      name, list);
 	return 0;
 }

@@ -80,49 +80,53 @@ static int parse_scaled(const char *s, uint64_t scale, uint64_t *out, const char
 	return 0;
 }
 
-static int parse_rate(const char *v, uint64_t *bps)
+struct uw_unit {
+	const char *unit;
+	uint64_t scale;
+};
+
+/* A number with one of units after it, scaled, in 1..max. */
+static int parse_with_unit(const char *v, const struct uw_unit *units, size_t nunits,
+			   uint64_t max, uint64_t *out)
 {
-	static const struct { const char *unit; uint64_t scale; } units[] = {
-		{ "", 1 }, { "k", 1000 }, { "K", 1000 }, { "M", 1000000 },
-		{ "G", 1000000000 },
-	};
 	const char *end;
 
-	for (size_t i = 0; i < UW_ARRAY_SIZE(units); i++) {
+	for (size_t i = 0; i < nunits; i++) {
 		uint64_t x;
 
 		if (parse_scaled(v, units[i].scale, &x, &end))
 			return -EINVAL;
 		if (strcmp(end, units[i].unit))
 			continue;
-		if (x < 1 || x > UW_MAX_RATE_BPS)
+		if (x < 1 || x > max)
 			return -ERANGE;
-		*bps = x;
+		*out = x;
 		return 0;
 	}
 	return -EINVAL;
 }
 
+static int parse_rate(const char *v, uint64_t *bps)
+{
+	static const struct uw_unit units[] = {
+		{ "", 1 }, { "k", 1000 }, { "K", 1000 }, { "M", 1000000 },
+		{ "G", 1000000000 },
+	};
+
+	return parse_with_unit(v, units, UW_ARRAY_SIZE(units), UW_MAX_RATE_BPS, bps);
+}
+
 static int parse_duration(const char *v, uint32_t *us)
 {
-	static const struct { const char *unit; uint64_t scale; } units[] = {
+	static const struct uw_unit units[] = {
 		{ "us", 1 }, { "ms", 1000 }, { "s", 1000000 },
 	};
-	const char *end;
+	uint64_t x;
+	int err = parse_with_unit(v, units, UW_ARRAY_SIZE(units), UW_MAX_TIME_US, &x);
 
-	for (size_t i = 0; i < UW_ARRAY_SIZE(units); i++) {
-		uint64_t x;
-
-		if (parse_scaled(v, units[i].scale, &x, &end))
-			return -EINVAL;
-		if (strcmp(end, units[i].unit))
-			continue;
-		if (x < 1 || x > UW_MAX_TIME_US)
-			return -ERANGE;
+	if (!err)
 		*us = (uint32_t)x;
-		return 0;
-	}
-	return -EINVAL;
+	return err;
 }
 
 /* "key=value,key=value" into r->m. */
