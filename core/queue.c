@@ -683,6 +683,38 @@ static void trace_enqueue(struct uw_sock *s, const struct uw_addr *dest, size_t 
 
 /* Into the default stage (qlock held, the library entered; both are let
  * go here); rec, when pacing is on, keeps the flow's rate estimate. */
+/* One datagram more in a stage (qlock held). */
+static void count_enqueued(struct uw_core *c, struct uw_sock *s, struct uw_flowrec *rec,
+			   size_t len)
+{
+	s->queued++;
+	if (rec)
+		rec->queued++;
+	uw_stat_add_locked(&c->queued_total, 1);
+	uw_stat_add_locked(&c->stats.datagrams_in, 1);
+	uw_stat_add_locked(&c->stats.bytes_in, len);
+}
+
+/* After a datagram was staged: wake the flusher for a new release time
+ * (wake) or make sure one runs, leave the core, and flush here if the
+ * flusher is late or missing. Returns len. */
+static ssize_t enqueued(struct uw_core *c, int cs, struct uw_sock *s, const struct uw_addr *dest,
+			size_t len, bool wake, uint64_t wake_at, bool late)
+{
+	if (wake)
+		wake_flusher(c, wake_at);
+	else if (!c->flusher_running && !c->flusher_failed)
+		uw_core_start_flusher(c);
+	pthread_mutex_unlock(&c->qlock);
+	core_leave(cs);
+	trace_enqueue(s, dest, len);
+	if (late && c->flusher_failed)
+		uw_core_flush(c, UW_FLUSH_DEADLINE);
+	else if (late)
+		uw_core_flush_due(c);
+	return (ssize_t)len;
+}
+
 static ssize_t queue_default(struct uw_core *c, struct uw_sock *s, const struct uw_msg *m,
 			     const struct uw_addr *dest, struct uw_flowrec *rec, int cs)
 {
@@ -704,25 +736,10 @@ static ssize_t queue_default(struct uw_core *c, struct uw_sock *s, const struct 
 		core_enter(&cs);
 		pthread_mutex_lock(&c->qlock);
 	}
-	s->queued++;
-	if (rec)
-		rec->queued++;
-	uw_stat_add_locked(&c->queued_total, 1);
-	uw_stat_add_locked(&c->stats.datagrams_in, 1);
-	uw_stat_add_locked(&c->stats.bytes_in, m->len);
+	count_enqueued(c, s, rec, m->len);
 	late = sender_finds_stage_late(c, stg) || c->flusher_failed;
-	if (was_empty)
-		wake_flusher(c, uw_core_due_ns(c, stg, &why));
-	else if (!c->flusher_running && !c->flusher_failed)
-		uw_core_start_flusher(c);
-	pthread_mutex_unlock(&c->qlock);
-	core_leave(cs);
-	trace_enqueue(s, dest, m->len);
-	if (late && c->flusher_failed)
-		uw_core_flush(c, UW_FLUSH_DEADLINE);
-	else if (late)
-		uw_core_flush_due(c);
-	return (ssize_t)m->len;
+	return enqueued(c, cs, s, dest, m->len, was_empty,
+			was_empty ? uw_core_due_ns(c, stg, &why) : 0, late);
 }
 
 /* The stage of release time rel: the one rec used last, or the wheel's. */
@@ -803,25 +820,10 @@ static ssize_t send_paced(struct uw_core *c, struct uw_sock *s, const struct uw_
 	rec->stage_gen = stg->gen;
 	rec->last_release_ns = rel;
 	rec->last_due_ns = due;
-	rec->queued++;
-	s->queued++;
-	uw_stat_add_locked(&c->queued_total, 1);
-	uw_stat_add_locked(&c->stats.datagrams_in, 1);
-	uw_stat_add_locked(&c->stats.bytes_in, m->len);
+	count_enqueued(c, s, rec, m->len);
 	uw_stat_add_locked(&c->stats.paced_datagrams, 1);
 	late = c->flusher_failed || wheel_late(c, now);
-	if (opened)
-		wake_flusher(c, rel);
-	else if (!c->flusher_running && !c->flusher_failed)
-		uw_core_start_flusher(c);
-	pthread_mutex_unlock(&c->qlock);
-	core_leave(cs);
-	trace_enqueue(s, dest, m->len);
-	if (late && c->flusher_failed)
-		uw_core_flush(c, UW_FLUSH_DEADLINE);
-	else if (late)
-		uw_core_flush_due(c);
-	return (ssize_t)m->len;
+	return enqueued(c, cs, s, dest, m->len, opened, rel, late);
 }
 
 ssize_t uw_core_send(struct uw_core *c, struct uw_sock *s, const struct uw_msg *m)
