@@ -18,8 +18,21 @@ SAN      ?=
 CFLAGS   ?=
 WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 BASE     := -std=gnu11 -g $(OPT) $(WARN) $(SAN) -D_GNU_SOURCE -Iinclude -Icore -Ibackend -Ipreload
+DEPFLAGS := -MMD -MP
 LIBFLAGS := $(BASE) -fPIC -fvisibility=hidden -pthread
 PYTEST   ?= pytest-3
+
+# The build's Debian packages, before anything asks pkg-config about them:
+# installed as root (scripts/deps.sh build), else the apt-get line and stop.
+# Once per make, not in its sub-makes, never for clean.
+ifeq ($(filter-out clean,$(or $(MAKECMDGOALS),all)),)
+else ifndef UW_DEPS_CHECKED
+export UW_DEPS_CHECKED := 1
+UW_DEPS_OUT := $(shell LTTNG=$(LTTNG) bash scripts/deps.sh build 2>&1 || echo UW_DEPS_FAILED)
+ifneq ($(findstring UW_DEPS_FAILED,$(UW_DEPS_OUT)),)
+$(error $(subst UW_DEPS_FAILED,,$(UW_DEPS_OUT)))
+endif
+endif
 
 CORE_SRC    := core/config.c core/rules.c core/fdtable.c core/queue.c core/batch.c core/sched.c \
                core/pace.c core/egress.c core/stats.c core/log.c
@@ -41,7 +54,16 @@ endif
 URING_CFLAGS := $(shell pkg-config --cflags liburing 2>/dev/null)
 URING_LIBS   := $(or $(shell pkg-config --libs liburing 2>/dev/null),-luring)
 LIBFLAGS     += $(URING_CFLAGS)
-HEADERS     := $(wildcard include/*.h core/*.h backend/*.h preload/*.h preload/*.def)
+
+# The configuration the objects were built with: when any of it changes
+# (LTTNG, a sanitizer, OPT, CFLAGS, the compiler, a library's version),
+# the stamp changes and everything built from it is rebuilt.
+CONFIG   := $(B)/config.stamp
+UW_CONFIG = cc=$(CC) $(shell $(CC) -dumpfullversion 2>/dev/null) opt=$(OPT) san=$(SAN) cflags=$(CFLAGS) \
+	    lttng=$(LTTNG) $(foreach l,lttng-ust liburing libmnl libcap,$(l)=$(shell pkg-config --modversion $(l) 2>/dev/null))
+$(CONFIG): FORCE
+	@mkdir -p $(B)
+	@echo '$(UW_CONFIG)' | cmp -s - $@ || echo '$(UW_CONFIG)' > $@
 
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/unit/%)
@@ -62,10 +84,10 @@ lib: $(B)/libudpweave.so
 tools: $(filter-out $(B)/tests/lib%,$(TOOL_BIN)) $(TOOL_SO_SRC:tests/tools/%.c=$(B)/tests/%.so) \
 	$(BENCH_BIN) $(BENCH_SO)
 
-$(B)/obj/%.o: %.c $(HEADERS)
+$(B)/obj/%.o: %.c $(CONFIG)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(LIBFLAGS) $(CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(LIBFLAGS) $(DEPFLAGS) $(CFLAGS) -c $< -o $@
 
 # The export map comes from the same X-macro list as the real.* table.
 $(B)/libudpweave.map: preload/exports.map.in preload/syscalls.def
@@ -79,35 +101,42 @@ $(B)/libudpweave.so: $(TP_OBJ) $(LIB_OBJ) $(B)/libudpweave.map
 
 # Test tools: one C file each (a shared object when the name starts with lib).
 TOOL_HDR    := $(wildcard tests/tools/*.h)
-$(B)/tests/lib%.so: tests/tools/lib%.c $(TOOL_HDR)
+$(B)/tests/lib%.so: tests/tools/lib%.c $(CONFIG)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $@")
-	$(Q)$(CC) $(BASE) -fPIC -shared -pthread $(CFLAGS) $< -o $@
+	$(Q)$(CC) $(BASE) $(DEPFLAGS) -fPIC -shared -pthread $(CFLAGS) $< -o $@
 
-$(B)/tests/%: tests/tools/%.c $(TOOL_HDR)
+$(B)/tests/%: tests/tools/%.c $(CONFIG)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $@")
-	$(Q)$(CC) $(BASE) -pthread $(CFLAGS) $< -o $@
+	$(Q)$(CC) $(BASE) $(DEPFLAGS) -pthread $(CFLAGS) $< -o $@
 
 # Small preloads of the benchmark (send-time stamps, trafgen's socket).
-$(B)/bench/lib%.so: bench/so/%.c
+$(B)/bench/lib%.so: bench/so/%.c $(CONFIG)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $@")
-	$(Q)$(CC) $(BASE) -fPIC -shared -pthread $(CFLAGS) $< -o $@ -ldl
+	$(Q)$(CC) $(BASE) $(DEPFLAGS) -fPIC -shared -pthread $(CFLAGS) $< -o $@ -ldl
 
-$(B)/bench/%: bench/%.c
+$(B)/bench/%: bench/%.c $(CONFIG)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $@")
-	$(Q)$(CC) $(BASE) -pthread $(URING_CFLAGS) $(CFLAGS) $< -o $@ -lm $(URING_LIBS)
+	$(Q)$(CC) $(BASE) $(DEPFLAGS) -pthread $(URING_CFLAGS) $(CFLAGS) $< -o $@ -lm $(URING_LIBS)
 
-# Unit tests link the core and backends directly (no preload), fake clock and
-# backend; mmsg tests wrap sendmmsg at link time.
-UNIT_LIB := $(CORE_SRC) $(BACKEND_SRC)
-$(B)/tests/unit/test_%: tests/unit/test_%.c tests/unit/helpers.h $(UNIT_LIB) $(HEADERS)
+# Unit tests link the core and backends directly (no preload, no tracepoints:
+# objects of their own, compiled once), fake clock and backend; mmsg tests
+# wrap sendmmsg at link time.
+UNIT_OBJ := $(CORE_SRC:%.c=$(B)/obj-unit/%.o) $(BACKEND_SRC:%.c=$(B)/obj-unit/%.o)
+.SECONDARY: $(UNIT_OBJ)
+$(B)/obj-unit/%.o: %.c $(CONFIG)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(BASE) $(DEPFLAGS) -pthread $(URING_CFLAGS) $(CFLAGS) -c $< -o $@
+
+$(B)/tests/unit/test_%: tests/unit/test_%.c $(UNIT_OBJ) $(CONFIG)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $@")
-	$(Q)$(CC) $(BASE) -pthread $(CFLAGS) $(shell sed -n 's|^/\* ldflags: \(.*\) \*/$$|\1|p' $<) \
-		$(URING_CFLAGS) $< $(UNIT_LIB) -o $@ -lcmocka $(URING_LIBS) -lmnl -lcap -ldl
+	$(Q)$(CC) $(BASE) $(DEPFLAGS) -pthread $(CFLAGS) $(shell sed -n 's|^/\* ldflags: \(.*\) \*/$$|\1|p' $<) \
+		$(URING_CFLAGS) $< $(UNIT_OBJ) -o $@ -lcmocka $(URING_LIBS) -lmnl -lcap -ldl
 
 # ---- the udpweave tool, install ------------------------------------------
 PREFIX   ?= /usr/local
@@ -124,7 +153,7 @@ $(B)/cli.flags: FORCE
 	@mkdir -p $(B)
 	@echo '$(PREFIX) $(VERSION)' | cmp -s - $@ || echo '$(PREFIX) $(VERSION)' > $@
 
-$(B)/udpweave: $(CLI_SRC) $(CLI_HDR) $(B)/cli.flags
+$(B)/udpweave: $(CLI_SRC) $(CLI_HDR) $(B)/cli.flags $(CONFIG)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) -std=gnu11 -g $(OPT) $(WARN) $(SAN) -D_GNU_SOURCE -Iinclude -Icore \
 		-DUW_VERSION='"$(VERSION)"' -DUW_LIBDIR='"$(PREFIX)/lib/udpweave"' \
@@ -205,3 +234,6 @@ demo: deps all
 
 clean:
 	rm -rf build build-asan build-tsan
+
+# Header dependencies recorded by the compiler (-MMD -MP).
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

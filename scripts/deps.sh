@@ -2,11 +2,22 @@
 # Install the Debian packages the build, the tests, the demo and the
 # benchmarks need, if any is missing. As root: apt-get. Otherwise: print
 # the apt-get line to run and fail.
+#
+#   scripts/deps.sh         everything (make test, demo, bench)
+#   scripts/deps.sh build   what compiling the library and the tool needs;
+#                           the Makefile runs this before it reads pkg-config
 set -euo pipefail
 
+BUILD_PKGS=(
+	gcc make libc6-dev pkg-config   # compiler
+	libcap-dev libmnl-dev           # the udpweave tool, the packet backend
+	liburing-dev                    # the uring backend
+	liblttng-ust-dev                # tracepoints (make LTTNG=0 builds without)
+)
+
 PKGS=(
-	gcc make libc6-dev pkg-config   # build
-	libcap-dev libmnl-dev           # the udpweave tool (check)
+	"${BUILD_PKGS[@]}"
+
 	man-db groff-base               # man pages and their test
 	liburing-dev                    # the uring backend
 	libcmocka-dev                   # unit tests
@@ -22,12 +33,18 @@ PKGS=(
 	util-linux                      # setpriv (VLC refuses to run as root)
 	python3-matplotlib python3-numpy   # bench plots and figures
 	netsniff-ng                     # bench: trafgen, the raw-ring ceiling
-	liblttng-ust-dev lttng-tools babeltrace2   # tracepoints and their test
+	lttng-tools babeltrace2         # tracepoints: their test
 	tshark                          # tests: packet backend frames on the wire
 )
 
+if [ "${1:-}" = build ]; then
+	PKGS=("${BUILD_PKGS[@]}")
+	[ "${LTTNG:-1}" = 0 ] && PKGS=("${PKGS[@]/liblttng-ust-dev}")
+fi
+
 missing=()
 for p in "${PKGS[@]}"; do
+	[ -n "$p" ] || continue
 	if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed'; then
 		missing+=("$p")
 	fi
