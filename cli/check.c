@@ -60,8 +60,8 @@ static const char check_usage[] =
 	"(fq or not), RLIMIT_MEMLOCK, the pacing in effect toward a destination\n"
 	"(the kernel's, through SO_TXTIME and fq, or the library's own scheduler),\n"
 	"the library, and the chosen backend.\n"
-	"\n"
-	"  --backend B   the backend to judge: mmsg (default), passthrough, packet, uring\n"
+	"\n";
+static const char check_usage_options[] =
 	"  --lib PATH    the library to look for (as 'udpweave run --lib')\n"
 	"  --dest ADDR   the destination whose pacing to report (an IPv4 or IPv6\n"
 	"                address; default 192.0.2.1: the default route)\n"
@@ -585,12 +585,6 @@ static ssize_t libc_recv(int fd, void *buf, size_t len, int flags)
 	return recv(fd, buf, len, flags);
 }
 
-/* The backends that attach departure times (SCM_TXTIME) to what they send. */
-static bool backend_attaches_txtime(const char *name)
-{
-	return !strcmp(name, "mmsg") || !strcmp(name, "passthrough") || !strcmp(name, "uring");
-}
-
 /* Which pacing a paced stream to dest gets: the kernel's (fq honours
  * SO_TXTIME) or the library's own timing wheel. Sends nothing: a route
  * lookup and a qdisc dump. */
@@ -620,7 +614,7 @@ static void probe_pacing(const char *dest, const char *backend)
 		return;
 	}
 	if_indextoname(e.ifindex, dev);
-	if (e.fq && backend_attaches_txtime(backend))
+	if (e.fq && uw_backend_lookup(backend)->txtime)
 		line(true, thing, "via %s (root %s%s): the kernel releases each datagram at its "
 		     "departure time (SO_TXTIME, fq); the library hands batches over ahead",
 		     dev, e.root, e.children ? ", fq on every queue" : "");
@@ -707,7 +701,7 @@ int cmd_check(int argc, char **argv)
 	const char *backend = "mmsg", *lib = NULL, *dest = "192.0.2.1";
 	struct if_nameindex *ifs;
 	struct host h = { 0 };
-	int c;
+	int c, ret;
 
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
@@ -717,6 +711,8 @@ int cmd_check(int argc, char **argv)
 		case 'd': dest = optarg; break;
 		case 'h':
 			fputs(check_usage, stdout);
+			uw_backend_help(stdout, "--backend B", "mmsg");
+			fputs(check_usage_options, stdout);
 			return UW_EXIT_OK;
 		default:
 			return uw_option_error("check", c, argv);
@@ -724,9 +720,9 @@ int cmd_check(int argc, char **argv)
 	}
 	if (optind < argc)
 		return uw_usage_error("check", "unexpected argument '%s'", argv[optind]);
-	if (!uw_backend_lookup(backend))
-		return uw_usage_error("check", "--backend %s: unknown backend (mmsg, passthrough, packet, uring)",
-				      backend);
+	ret = uw_check_backend_option("check", backend);
+	if (ret)
+		return ret;
 	ifs = if_nameindex();
 	probe_loopback(&h);
 	probe_interfaces(ifs);

@@ -31,9 +31,12 @@ enum uw_exit {
 	UW_EXIT_USAGE	= 2,	/* bad input: nothing was started */
 };
 
-/* The backends the library knows by name. */
+/* The backends the library knows by name: the one list that --backend,
+ * the help of run and check, and check's verdicts are made from. */
 struct uw_backend_name {
 	const char *name;
+	const char *help;	/* one line of --help */
+	bool txtime;		/* attaches departure times (SCM_TXTIME) */
 };
 
 extern const struct uw_backend_name uw_backend_names[];
@@ -52,6 +55,7 @@ int uw_parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out);
 int uw_parse_pid(const char *s, pid_t *out);
 const struct uw_backend_name *uw_backend_lookup(const char *name);
 int uw_check_backend_option(const char *cmd, const char *name);
+void uw_backend_help(FILE *f, const char *option, const char *dflt);
 int uw_find_library(const char *opt, char *out, size_t len, char *why, size_t whylen);
 void uw_fmt_bytes(char *buf, size_t len, double bytes);
 const char *uw_dash(void);

@@ -31,13 +31,13 @@
 #define MAX_ENV		8
 #define STATS_FILE_MAX	(64 * 1024)
 
-static const char run_usage[] =
+static const char run_usage_head[] =
 	"usage: udpweave run [OPTIONS] [--] CMD [ARGS...]\n"
 	"\n"
 	"Run CMD with its UDP sends batched by libudpweave.so (LD_PRELOAD), return\n"
 	"its exit status, and print a summary of what the library did on stderr.\n"
-	"\n"
-	"  --backend B          mmsg (sendmmsg + UDP GSO, default) or passthrough\n"
+	"\n";
+static const char run_usage[] =
 	"  --max-delay-us N     longest a datagram may wait, 0..10000000 (default 2000)\n"
 	"  --interval-us N      flush on a fixed grid of N us, 1..10000000\n"
 	"  --arena-kb N         staging memory, 256..1048576 KiB (default 4096)\n"
@@ -271,6 +271,8 @@ static int parse_run_options(int argc, char **argv, struct run_opts *o)
 	/* '+': the first word that is not an option is CMD */
 	while ((c = getopt_long(argc, argv, "+:h", run_longopts, NULL)) != -1) {
 		if (c == 'h') {
+			fputs(run_usage_head, stdout);
+			uw_backend_help(stdout, "--backend B", "mmsg");
 			fputs(run_usage, stdout);
 			return UW_EXIT_OK;
 		}

@@ -65,6 +65,9 @@ static bool fill_syscalls(const struct uw_json *j, uint64_t *value, char *note, 
 	return true;
 }
 
+/* Segments per run is datagrams per GSO run: gso_segments / gso_runs (the
+ * library's segments_per_run.mean is per message, single datagrams
+ * included); that mean only when there were no GSO runs to divide by. */
 static bool fill_gso_runs(const struct uw_json *j, uint64_t *value, char *note, size_t len)
 {
 	uint64_t segs, max;
@@ -73,12 +76,13 @@ static bool fill_gso_runs(const struct uw_json *j, uint64_t *value, char *note, 
 
 	if (!uw_json_u64(j, "gso_runs", value))
 		return false;
-	have_mean = uw_json_num(j, "segments_per_run.mean", &mean);
-	have_max = uw_json_u64(j, "segments_per_run.max", &max);
-	if (!have_mean && *value && uw_json_u64(j, "gso_segments", &segs)) {
+	if (*value && uw_json_u64(j, "gso_segments", &segs)) {
 		mean = (double)segs / (double)*value;
 		have_mean = true;
+	} else {
+		have_mean = uw_json_num(j, "segments_per_run.mean", &mean);
 	}
+	have_max = uw_json_u64(j, "segments_per_run.max", &max);
 	if (!have_max)
 		have_max = uw_json_u64(j, "segments_max", &max);
 	if (have_mean || have_max) {
@@ -99,12 +103,68 @@ static bool fill_flushes(const struct uw_json *j, uint64_t *value, char *note, s
 	return sum_members(j, "flushes_by_reason", value, note, len);
 }
 
-/* fallbacks by reason when the library reports them, else fallbacks_gso */
+/* Every fallback of every backend: the core's (fallbacks, or fallbacks_gso
+ * from a library without it), packet's fallback_datagrams by reason, and
+ * uring's batches sent by mmsg, ring failures and copied zero-copy sends. */
+static const struct fallback_source {
+	const char *key;	/* an object: its members are summed */
+	const char *prefix;	/* of the note's names */
+} fallback_objects[] = {
+	{ "fallbacks", "" },
+	{ "backend_counters.packet.fallback_datagrams", "packet " },
+};
+static const struct fallback_source fallback_counts[] = {
+	{ "backend_counters.uring.mmsg_batches", "uring mmsg_batches" },
+	{ "backend_counters.uring.ring_failures", "uring ring_failures" },
+	{ "backend_counters.uring.zc_copied", "uring zc_copied" },
+};
+
+static void note_append(char *note, size_t len, const char *prefix, const char *part)
+{
+	size_t n = strlen(note);
+
+	if (part[0] && n < len)
+		snprintf(note + n, len - n, "%s%s%s", n ? ", " : "", prefix, part);
+}
+
 static bool fill_fallbacks(const struct uw_json *j, uint64_t *value, char *note, size_t len)
 {
-	if (sum_members(j, "fallbacks", value, note, len))
-		return true;
-	return uw_json_u64(j, "fallbacks_gso", value);
+	char part[256], count[64];
+	bool found = false;
+	uint64_t sum;
+
+	*value = 0;
+	if (len)
+		note[0] = '\0';
+	for (size_t i = 0; i < UW_ARRAY_SIZE(fallback_objects); i++) {
+		if (!sum_members(j, fallback_objects[i].key, &sum, part, sizeof(part)))
+			continue;
+		found = true;
+		*value += sum;
+		/* "packet local 9, packet above_mtu 1" */
+		for (char *p = part, *end; *p; p = end) {
+			end = p + strcspn(p, ",");
+			snprintf(count, sizeof(count), "%.*s", (int)(end - p), p);
+			note_append(note, len, fallback_objects[i].prefix, count);
+			while (*end == ',' || *end == ' ')
+				end++;
+		}
+	}
+	if (!found && uw_json_u64(j, "fallbacks_gso", &sum)) {
+		found = true;
+		*value += sum;
+	}
+	for (size_t i = 0; i < UW_ARRAY_SIZE(fallback_counts); i++) {
+		if (!uw_json_u64(j, fallback_counts[i].key, &sum))
+			continue;
+		found = true;
+		*value += sum;
+		if (sum) {
+			snprintf(count, sizeof(count), " %llu", (unsigned long long)sum);
+			note_append(note, len, fallback_counts[i].prefix, count);
+		}
+	}
+	return found;
 }
 
 static bool fill_async_errors(const struct uw_json *j, uint64_t *value, char *note, size_t len)

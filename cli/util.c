@@ -14,7 +14,15 @@
 #include "cli.h"
 
 const struct uw_backend_name uw_backend_names[] = {
-	{ "mmsg" }, { "passthrough" }, { "packet" }, { "uring" },
+	{ .name = "mmsg", .txtime = true,
+	  .help = "sendmmsg(2) batches with UDP GSO runs (the default)" },
+	{ .name = "packet", .txtime = false,
+	  .help = "AF_PACKET TX_RING frames built by the library (needs CAP_NET_RAW;\n"
+		  "falls back to the socket for loopback, broadcast and the like)" },
+	{ .name = "uring", .txtime = true,
+	  .help = "io_uring sendmsg SQEs with UDP GSO runs (mmsg when io_uring is off)" },
+	{ .name = "passthrough", .txtime = true,
+	  .help = "every send as the application made it: no batching (for comparison)" },
 };
 const size_t uw_backend_count = UW_ARRAY_SIZE(uw_backend_names);
 
@@ -105,6 +113,21 @@ static void backend_list(char *buf, size_t len)
 		if (n < len)
 			n += (size_t)snprintf(buf + n, len - n, "%s%s", n ? ", " : "",
 					      uw_backend_names[i].name);
+}
+
+/* The --backend lines of a subcommand's help: the option, then each
+ * backend with its line (continuations indented under it). */
+void uw_backend_help(FILE *f, const char *option, const char *dflt)
+{
+	fprintf(f, "  %-20s one of (default %s):\n", option, dflt);
+	for (size_t i = 0; i < uw_backend_count; i++) {
+		const char *h = uw_backend_names[i].help;
+
+		fprintf(f, "    %-18s ", uw_backend_names[i].name);
+		for (const char *nl; (nl = strchr(h, '\n')); h = nl + 1)
+			fprintf(f, "%.*s\n%23s", (int)(nl - h), h, "");
+		fprintf(f, "%s\n", h);
+	}
 }
 
 /* A --backend value the library can run; else the usage error's status. */

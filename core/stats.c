@@ -150,9 +150,10 @@ int uw_stats_json(const struct uw_stats *st, const char *backend, char *buf, siz
 		first = 0;
 	}
 	EMIT("}");
+	/* datagrams per GSO run (a plain datagram is no run) */
 	EMIT(", \"segments_per_run\": {\"mean\": %.2f, \"max\": %llu}",
-	     LD(messages) ? (double)LD(datagrams_out) / (double)LD(messages) : 0.0,
-	     LD(segments_max) ? LD(segments_max) : (LD(datagrams_out) ? 1ull : 0ull));
+	     LD(gso_runs) ? (double)LD(gso_segments) / (double)LD(gso_runs) : 0.0,
+	     LD(gso_runs) ? LD(segments_max) : 0ull);
 	EMIT(", \"fallbacks\": {\"gso_refused\": %llu, \"gso_mtu_split\": %llu}",
 	     LD(fallbacks_gso), LD(gso_split_mtu));
 	EMIT(", \"backend_counters\": {\"mmsg\": {\"sendmmsg_calls\": %llu, "

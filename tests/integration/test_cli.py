@@ -180,6 +180,49 @@ def test_help_and_version():
         assert len(lines) == 1 and lines[0].startswith("udpweave: "), describe(c)
 
 
+def help_backends(sub):
+    """The backend names a command's --help lists under --backend."""
+    cp = cli([sub, "--help"])
+    assert cp.returncode == 0, describe(cp)
+    lines = cp.stdout.splitlines()
+    start = next(i for i, l in enumerate(lines) if l.lstrip().startswith("--backend"))
+    names = []
+    for l in lines[start + 1:]:
+        if l.startswith("    ") and not l.startswith("     "):
+            names.append(l.split()[0])
+        elif not l.startswith("     "):
+            break
+    return names
+
+
+def man_section(page, title):
+    """The text of a man page's paragraph (.TP entry) or section, raw roff."""
+    text = (REPO / "docs" / page).read_text()
+    i = text.index(title)
+    end = min((j for j in (text.find("\n.TP\n.BI", i + 1), text.find("\n.SH ", i + 1)) if j > 0))
+    return text[i:end]
+
+
+def test_backends_from_one_table():
+    """run --help and check --help list the same backends; each one is
+    accepted by run and check; udpweave(1)'s --backend and udpweave(7)'s
+    BACKENDS name every one and refuse none."""
+    names = help_backends("run")
+    assert sorted(names) == sorted(["mmsg", "passthrough", "packet", "uring"]), names
+    assert help_backends("check") == names
+    para = man_section("udpweave.1", ".BI \\-\\-backend \" B\"")
+    sect = man_section("udpweave.7", ".SH BACKENDS")
+    for n in names:
+        assert f".B {n}\n" in para, f"udpweave(1) --backend does not name {n}:\n{para}"
+        assert f".B {n}\n" in sect, f"udpweave(7) BACKENDS does not name {n}"
+        cp = cli(run_args("--backend", n, "--", "true"))
+        assert cp.returncode == 0, describe(cp)
+        assert "backend" in cp.stderr, describe(cp)
+        c = cli(["check", "--lib", SHIM_LIB, "--backend", n])
+        assert c.returncode in (0, 1) and f"backend {n}" in c.stdout, describe(c)
+    assert "refused" not in para, para
+
+
 # --------------------------------------------------------------------------
 # run
 
@@ -691,6 +734,28 @@ def test_stats_segment_reader(segment):
     # an ASCII locale gets a plain dash
     cp = cli(["stats", pid], extra_env={"LC_ALL": "C"})
     assert parse_summary(cp.stdout)["retries"][0] == "-", describe(cp)
+
+
+def test_stats_counts_every_fallback(segment):
+    """fallbacks: the core's and every backend's (packet's fallback
+    datagrams by reason, uring's batches sent by mmsg); segments per run:
+    datagrams per GSO run, not per message."""
+    pid = os.getpid()
+    if pathlib.Path(f"/dev/shm/udpweave.{pid}").exists():
+        pytest.skip("this test process has a real segment")
+    st = dict(SAMPLE, gso_runs=10, gso_segments=490,
+              segments_per_run={"mean": 25.0, "max": 49},
+              fallbacks={"gso_refused": 0, "gso_mtu_split": 0},
+              backend_counters={"packet": {"fallback_datagrams": {"local": 9, "above_mtu": 1}},
+                                "uring": {"mmsg_batches": 2, "ring_failures": 0, "zc_copied": 0}})
+    segment(pid, json.dumps(st))
+    cp = cli(["stats", pid])
+    assert cp.returncode == 0, describe(cp)
+    rows = parse_summary(cp.stdout)
+    assert rows["fallbacks"][0] == "12", describe(cp)
+    assert note_pairs(rows["fallbacks"][1]) == {"packet local": 9, "packet above_mtu": 1,
+                                                "uring mmsg_batches": 2}, describe(cp)
+    assert rows["GSO runs"] == ("10", "segments per run: mean 49.00, max 49"), describe(cp)
 
 
 def test_stats_dead_pid(segment):
