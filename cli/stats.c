@@ -36,8 +36,12 @@ static const char stats_usage[] =
 	"  -j, --json    print the raw JSON object (with --watch: one line a second)\n"
 	"  -h, --help    this text\n"
 	"\n"
+	"A segment owned by another user than the process's (for a process that is\n"
+	"gone: than yours) is refused.\n"
+	"\n"
 	"Exit status: 0 counters shown; 1 no segment for PID (not running under\n"
-	"udpweave, or nothing sent yet) or the process is gone; 2 bad usage.\n";
+	"udpweave, or nothing sent yet) or the process is gone; 2 bad usage, or\n"
+	"the segment refused.\n";
 
 struct stats_opts {
 	pid_t pid;
@@ -89,10 +93,39 @@ static void segment_path(pid_t pid, char *out, size_t len)
 	snprintf(out, len, "%s/%s%d", UW_STATS_DIR, UW_STATS_PREFIX, (int)pid);
 }
 
+/* The effective uid of a running pid (the owner of what it creates), from
+ * the Uid: line of /proc/PID/status; -1 when it cannot be told. */
+static long pid_euid(pid_t pid)
+{
+	char path[64], buf[2048], *uid;
+	unsigned long real, eff;
+	size_t len;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if (uw_read_file(path, buf, sizeof(buf), &len))
+		return -1;
+	uid = strstr(buf, "\nUid:");
+	if (!uid || sscanf(uid + 5, "%lu %lu", &real, &eff) != 2)
+		return -1;
+	return (long)eff;
+}
+
+/* Whose segment may be believed: the running process's user; for a pid
+ * that is gone (nobody to ask) only the reader's own. */
+static uid_t segment_owner(pid_t pid)
+{
+	long uid = pid_state(pid) == PID_ALIVE ? pid_euid(pid) : -1;
+
+	return uid < 0 ? geteuid() : (uid_t)uid;
+}
+
+static uid_t refused_owner, refused_expected;
+
 /*
  * Map the segment of pid read-only. -ENOENT: none; -EAGAIN: created but
  * not yet filled by its writer (size or magic not there yet); -EINVAL:
- * not a udpweave segment.
+ * not a udpweave segment; -EPERM: owned by another user than the
+ * process's (planted: refused_owner, refused_expected say who).
  */
 static int segment_map(pid_t pid, const struct uw_stats_segment **out)
 {
@@ -112,6 +145,12 @@ static int segment_map(pid_t pid, const struct uw_stats_segment **out)
 	if (!S_ISREG(st.st_mode)) {
 		close(fd);
 		return -EINVAL;
+	}
+	refused_expected = segment_owner(pid);
+	if (st.st_uid != refused_expected) {
+		refused_owner = st.st_uid;
+		close(fd);
+		return -EPERM;
 	}
 	if (st.st_size < UW_STATS_SEGMENT_SIZE) {
 		close(fd);
@@ -205,6 +244,11 @@ static int explain_no_segment(pid_t pid, int err)
 	case -EINVAL:
 		uw_err("%s is not a udpweave stats segment", path);
 		break;
+	case -EPERM:
+		uw_err("refusing %s: it is owned by uid %u, not by uid %u (%s); not shown",
+		       path, (unsigned)refused_owner, (unsigned)refused_expected,
+		       pid_state(pid) == PID_ALIVE ? "the user of the process" : "the process is gone: yours");
+		return UW_EXIT_USAGE;
 	case -EAGAIN:
 		uw_err("process %d has created %s but published nothing in it yet", (int)pid, path);
 		break;

@@ -4,16 +4,21 @@
  * most every UW_STATS_PUBLISH_MS, the counters as JSON in a one-page
  * shared file that `udpweave stats PID` reads. Created at the first flush,
  * so processes that never send UDP leave nothing behind; removed at exit
- * and before exec. Runs with the flush lock held (one writer).
+ * and before exec, and by the next process that creates one if this one
+ * was killed. Runs with the flush lock held (one writer).
  *
  * Files the library opens itself are closed with plain close(), not
  * real.close: a tool interposed in front of us (ThreadSanitizer tracks
  * fds) must see the close of an fd it saw opened.
  */
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "preload.h"
@@ -23,6 +28,42 @@ static struct uw_stats_segment *seg;
 static char seg_path[64];
 static uint64_t next_publish_ns;
 static bool seg_failed;
+
+/*
+ * Segments of pids that no longer exist, left by processes that were
+ * killed: removed when this one creates its own. Only regular files of
+ * this user with the exact name, never through a symlink; a pid that
+ * exists (whoever it is now) keeps its file.
+ */
+static void sweep_stale(void)
+{
+	size_t plen = strlen(UW_STATS_PREFIX);
+	struct dirent *d;
+	DIR *dir;
+
+	dir = opendir(UW_STATS_DIR);
+	if (!dir)
+		return;
+	while ((d = readdir(dir))) {
+		struct stat st;
+		char *end;
+		long pid;
+
+		if (strncmp(d->d_name, UW_STATS_PREFIX, plen) || !d->d_name[plen])
+			continue;
+		errno = 0;
+		pid = strtol(d->d_name + plen, &end, 10);
+		if (*end || errno || pid <= 0 || pid > INT32_MAX || pid == (long)getpid())
+			continue;
+		if (!kill((pid_t)pid, 0) || errno != ESRCH)
+			continue;
+		if (fstatat(dirfd(dir), d->d_name, &st, AT_SYMLINK_NOFOLLOW) ||
+		    !S_ISREG(st.st_mode) || st.st_uid != geteuid())
+			continue;
+		unlinkat(dirfd(dir), d->d_name, 0);
+	}
+	closedir(dir);
+}
 
 static struct uw_stats_segment *seg_create(void)
 {
@@ -51,6 +92,7 @@ static struct uw_stats_segment *seg_create(void)
 	}
 	memcpy(s->magic, UW_STATS_MAGIC, sizeof(s->magic));
 	s->pid = (uint32_t)getpid();
+	sweep_stale();
 	return s;
 }
 

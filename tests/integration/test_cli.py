@@ -800,6 +800,58 @@ def test_stats_bad_segments(segment):
         assert cp.returncode == 2 and len(cp.stderr.splitlines()) == 1, describe(cp)
 
 
+def test_stats_refuses_planted_segment(segment):
+    """A segment owned by another user than the process's (planted for a
+    root process by nobody; for a gone pid: not the reader's): one line,
+    status 2, nothing shown."""
+    pid = os.getpid()
+    if pathlib.Path(f"/dev/shm/udpweave.{pid}").exists():
+        pytest.skip("this test process has a real segment")
+    if os.geteuid() != 0:
+        pytest.skip("needs root to plant a segment owned by another user")
+    nobody = 65534
+    for victim in (pid, dead_pid()):
+        path = segment(victim, json.dumps(SAMPLE))
+        os.chown(path, nobody, nobody)
+        for args in (["stats", victim], ["stats", "--json", victim]):
+            cp = cli(args)
+            assert cp.returncode == 2, describe(cp)
+            assert not cp.stdout, describe(cp)
+            lines = cp.stderr.splitlines()
+            assert len(lines) == 1 and f"owned by uid {nobody}, not by uid 0" in lines[0], describe(cp)
+        os.chown(path, 0, 0)
+        cp = cli(["stats", "--json", victim])
+        assert cp.returncode in (0, 1) and json.loads(cp.stdout) == SAMPLE, describe(cp)
+
+
+def test_library_sweeps_stale_segments(segment, receiver_factory, tmp_path):
+    """A process creating its segment removes those of gone pids that are
+    this user's regular files; a live pid's, another user's, a symlink and
+    a name that is not a pid stay."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to plant a segment owned by another user")
+    gone = [dead_pid() for _ in range(3)]
+    stale = segment(gone[0], json.dumps(SAMPLE))
+    foreign = segment(gone[1], json.dumps(SAMPLE))
+    os.chown(foreign, 65534, 65534)
+    link = pathlib.Path(f"/dev/shm/udpweave.{gone[2]}")
+    link.symlink_to(stale)
+    odd = pathlib.Path("/dev/shm/udpweave.12x")
+    odd.write_text("x")
+    live = segment(1, json.dumps(SAMPLE))	# pid 1 exists
+    try:
+        rx = receiver_factory()
+        cp = cli(run_args("--stats", tmp_path / "s.json", "--",
+                          *sender_args(rx, "--rate-pps", 2000, count=400)), tmp_path)
+        assert cp.returncode == 0, describe(cp)
+        assert not stale.exists(), "a gone pid's segment of this user was left"
+        assert foreign.exists() and link.is_symlink() and odd.exists() and live.exists(), (
+            sorted(p.name for p in pathlib.Path("/dev/shm").glob("udpweave.*")))
+    finally:
+        link.unlink(missing_ok=True)
+        odd.unlink(missing_ok=True)
+
+
 def test_stats_watch_until_exit(segment, procs):
     """--watch ends by itself (status 0) when the process exits."""
     p = procs.popen(["sleep", "2"])
