@@ -38,16 +38,19 @@ CORE_SRC    := core/config.c core/rules.c core/fdtable.c core/queue.c core/batch
                core/pace.c core/egress.c core/stats.c core/log.c
 BACKEND_SRC := backend/registry.c backend/common.c backend/mmsg.c backend/passthrough.c backend/route.c \
 	       backend/packet.c backend/resolve.c backend/ring.c backend/uring.c
-PRELOAD_SRC := preload/symbols.c preload/fd.c preload/send.c preload/process.c preload/live.c
+PRELOAD_SRC := preload/symbols.c preload/fd.c preload/send.c preload/process.c preload/live.c preload/trace.c
 LIB_SRC     := $(CORE_SRC) $(BACKEND_SRC) $(PRELOAD_SRC)
 LIB_OBJ     := $(LIB_SRC:%.c=$(B)/obj/%.o)
 
 # LTTng-UST tracepoints when liblttng-ust-dev is there (LTTNG=0 to leave
-# them out); the provider object is linked first.
+# them out), by dynamic linkage: the library links nothing of lttng-ust,
+# the probes are their own shared object beside it, loaded only when
+# tracing can happen (preload/trace.c).
 LTTNG    ?= $(shell pkg-config --exists lttng-ust 2>/dev/null && echo 1 || echo 0)
 ifeq ($(LTTNG),1)
 LIBFLAGS += -DUW_HAVE_LTTNG $(shell pkg-config --cflags lttng-ust)
 TP_OBJ   := $(B)/obj/core/tp.o
+TP_SO    := $(B)/libudpweave-lttng.so
 TP_LIBS  := $(shell pkg-config --libs lttng-ust)
 endif
 # liburing (Debian: liburing-dev) for the uring backend.
@@ -80,7 +83,7 @@ BENCH_SO    := $(patsubst bench/so/%.c,$(B)/bench/lib%.so,$(wildcard bench/so/*.
 
 all: lib tools cli
 
-lib: $(B)/libudpweave.so
+lib: $(B)/libudpweave.so $(TP_SO)
 tools: $(filter-out $(B)/tests/lib%,$(TOOL_BIN)) $(TOOL_SO_SRC:tests/tools/%.c=$(B)/tests/%.so) \
 	$(BENCH_BIN) $(BENCH_SO)
 
@@ -94,10 +97,15 @@ $(B)/libudpweave.map: preload/exports.map.in preload/syscalls.def
 	@mkdir -p $(B)
 	$(Q)$(CC) -E -P -x c -Ipreload $< -o $@
 
-$(B)/libudpweave.so: $(TP_OBJ) $(LIB_OBJ) $(B)/libudpweave.map
+$(B)/libudpweave.so: $(LIB_OBJ) $(B)/libudpweave.map
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) -shared $(SAN) -pthread -Wl,--version-script=$(B)/libudpweave.map -Wl,-z,defs \
-		-o $@ $(TP_OBJ) $(LIB_OBJ) $(TP_LIBS) $(URING_LIBS) -lmnl -lcap -ldl
+		-o $@ $(LIB_OBJ) $(URING_LIBS) -lmnl -lcap -ldl
+
+# The tracepoint provider: the probes alone, with liblttng-ust.
+$(B)/libudpweave-lttng.so: $(TP_OBJ)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -shared $(SAN) -Wl,--no-as-needed -Wl,-z,defs -o $@ $(TP_OBJ) $(TP_LIBS)
 
 # Test tools: one C file each (a shared object when the name starts with lib).
 TOOL_HDR    := $(wildcard tests/tools/*.h)

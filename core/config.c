@@ -83,6 +83,7 @@ static const struct uw_var uw_vars[] = {
 	{ "PACKET_QDISC_BYPASS", "0 or 1" },
 	{ "PACKET_GSO",   "0 or 1" },
 	{ "URING_ZC_BYTES", "0 (off) or the smallest message in bytes the uring backend sends zero-copy, 1..65535" },
+	{ "TRACE",        "0 (never load the LTTng-UST provider), 1 (always) or auto" },
 };
 
 static int parse_interleave(const char *s, uint32_t *out)
@@ -135,6 +136,15 @@ static int apply(struct uw_config *cfg, size_t var, const char *v, char *why, si
 		return parse_bool(v, &cfg->packet_gso);
 	case 13:
 		return parse_u32(v, 0, 65535, &cfg->uring_zc_bytes);
+	case 14:
+		if (!strcmp(v, "auto")) {
+			cfg->trace = UW_TRACE_AUTO;
+			return 0;
+		}
+		if (parse_u32(v, 0, 1, &u))
+			return -EINVAL;
+		cfg->trace = u ? UW_TRACE_ON : UW_TRACE_OFF;
+		return 0;
 	}
 	return -EINVAL;
 }

@@ -670,8 +670,22 @@ static void wake_flusher(struct uw_core *c, uint64_t due)
 		pthread_cond_signal(&c->wake);
 }
 
-static void trace_enqueue(struct uw_sock *s, const struct uw_addr *dest, size_t len)
+/* The configuration event goes with the first datagram queued while it is
+ * enabled: the provider is loaded, and a session's events enabled by
+ * lttng-ust's listener thread, only after the library's constructor. */
+static void trace_config(struct uw_core *c)
 {
+	static atomic_bool traced;
+
+	if (uw_trace_on(config) && !atomic_exchange_explicit(&traced, true, memory_order_relaxed))
+		uw_trace(config, c->cfg.backend, c->cfg.max_delay_us, c->cfg.interval_us,
+			 c->cfg.arena_kb);
+}
+
+static void trace_enqueue(struct uw_core *c, struct uw_sock *s, const struct uw_addr *dest,
+			  size_t len)
+{
+	trace_config(c);
 	if (uw_trace_on(enqueue)) {
 		char d[64];
 
@@ -707,7 +721,7 @@ static ssize_t enqueued(struct uw_core *c, int cs, struct uw_sock *s, const stru
 		uw_core_start_flusher(c);
 	pthread_mutex_unlock(&c->qlock);
 	core_leave(cs);
-	trace_enqueue(s, dest, len);
+	trace_enqueue(c, s, dest, len);
 	if (late && c->flusher_failed)
 		uw_core_flush(c, UW_FLUSH_DEADLINE);
 	else if (late)

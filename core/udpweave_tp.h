@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * LTTng-UST provider "udpweave". Included through core/trace.h only; the
- * probes are created in core/tp.c, linked first into the preload library.
+ * LTTng-UST provider "udpweave". Included through core/trace.h; the probes
+ * are created in core/tp.c (the provider, libudpweave-lttng.so), the
+ * tracepoints defined in preload/trace.c.
  */
 #undef LTTNG_UST_TRACEPOINT_PROVIDER
 #define LTTNG_UST_TRACEPOINT_PROVIDER udpweave
@@ -58,7 +59,7 @@ LTTNG_UST_TRACEPOINT_EVENT(udpweave, async_error,
 		lttng_ust_field_integer(int, fd, fd)
 		lttng_ust_field_integer(int, err, err)))
 
-/* The configuration, once at load. */
+/* The configuration: once, with the first datagram queued while enabled. */
 LTTNG_UST_TRACEPOINT_EVENT(udpweave, config,
 	LTTNG_UST_TP_ARGS(const char *, backend, uint32_t, max_delay_us, uint32_t, interval_us,
 			  uint32_t, arena_kb),

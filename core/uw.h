@@ -96,6 +96,13 @@ const struct uw_rule *uw_rules_match(const struct uw_rule *rules, unsigned int n
 
 enum uw_log_level { UW_LOG_ERROR, UW_LOG_WARN, UW_LOG_INFO, UW_LOG_DEBUG };
 
+/* UDPWEAVE_TRACE: when the LTTng-UST provider is loaded (preload/trace.c) */
+enum uw_trace_mode {
+	UW_TRACE_AUTO,		/* a session daemon is reachable */
+	UW_TRACE_OFF,
+	UW_TRACE_ON,
+};
+
 struct uw_config {
 	char backend[16];
 	uint32_t max_delay_us;
@@ -106,6 +113,7 @@ struct uw_config {
 	bool packet_qdisc_bypass;	/* packet backend: PACKET_QDISC_BYPASS */
 	bool packet_gso;		/* packet backend: GSO frames (PACKET_VNET_HDR) */
 	uint32_t uring_zc_bytes;	/* uring: smallest zero-copy message; 0: off */
+	enum uw_trace_mode trace;	/* UDPWEAVE_TRACE */
 	char stats_path[PATH_MAX];	/* "" unset, "stderr", or a path (%p) */
 	enum uw_log_level log_level;
 	bool disabled;			/* UDPWEAVE_DISABLE=1 */

@@ -99,5 +99,6 @@ void uw_stats_note_owner(void);
 void uw_live_publish(uint64_t now_ns);
 void uw_live_close(void);
 void uw_live_after_fork_child(void);
+void uw_trace_load(enum uw_trace_mode mode);
 
 #endif

@@ -305,13 +305,11 @@ void uw_deactivate(void)
 	atomic_store(&uw_active, false);
 }
 
-/* The configuration event is emitted here rather than in init_all():
- * liblttng-ust's own constructor calls socket() through the interposers,
- * which initialises the library before the probes of core/tp.c (linked
- * first, so constructed before this) are registered. */
+/* The tracepoint provider is loaded here, once the library is initialised,
+ * not in init_all(): liblttng-ust's own constructor calls socket() through
+ * the interposers (preload/trace.c). */
 __attribute__((constructor)) static void uw_constructor(void)
 {
 	if (uw_on())
-		uw_trace(config, uw_core.cfg.backend, uw_core.cfg.max_delay_us,
-			 uw_core.cfg.interval_us, uw_core.cfg.arena_kb);
+		uw_trace_load(uw_core.cfg.trace);
 }

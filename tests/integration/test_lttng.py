@@ -1,6 +1,11 @@
 """LTTng-UST tracepoints of provider "udpweave": a real lttng-sessiond, a
 session enabling udpweave:*, a sender under the shim; babeltrace2 reads
-the trace and the event counts must match the library's stats JSON."""
+the trace and the event counts must match the library's stats JSON.
+
+The provider is its own shared object (dynamic linkage): the library
+links nothing of lttng-ust, and a process loads the provider (and with it
+liblttng-ust, its threads and its statedump) only when a session daemon
+is reachable or UDPWEAVE_TRACE=1; never with UDPWEAVE_TRACE=0."""
 import collections
 import json
 import os
@@ -14,6 +19,8 @@ import pytest
 
 from conftest import SHIM_LIB, child_env, require_shim, tool
 
+PROVIDER = os.path.join(os.path.dirname(SHIM_LIB), "libudpweave-lttng.so")
+
 PY = "/usr/bin/python3"
 
 
@@ -22,15 +29,66 @@ def _lttng(*args, check=True):
                           check=check)
 
 
+def require_provider():
+    require_shim()
+    if not os.path.exists(PROVIDER):
+        pytest.skip(f"no {PROVIDER}: the library was built without LTTng-UST "
+                    "(liblttng-ust-dev missing, or LTTNG=0)")
+
+
+PROBE = """
+import os, socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(20):
+    s.sendto(b"x" * 100, ("127.0.0.1", 9))
+time.sleep(0.3)
+me = f"/proc/{os.getpid()}"
+maps = open(me + "/maps").read()
+threads = [open(f"{me}/task/{t}/comm").read().strip() for t in os.listdir(me + "/task")]
+print(int("/liblttng-ust.so" in maps), int("libudpweave-lttng.so" in maps),
+      sum(t.endswith("-ust") for t in threads))
+"""
+
+
+def loaded(extra):
+    """(liblttng-ust mapped, provider mapped, lttng-ust listener threads) of
+    a process under the shim that sent UDP."""
+    cp = subprocess.run([PY, "-c", PROBE], capture_output=True, text=True, timeout=60,
+                        env=child_env(shim=True, extra=extra))
+    assert cp.returncode == 0, cp.stderr
+    return tuple(int(x) for x in cp.stdout.split())
+
+
+def test_library_links_no_lttng():
+    require_provider()
+    for lib in (SHIM_LIB,):
+        ldd = subprocess.run(["ldd", lib], capture_output=True, text=True, timeout=60)
+        assert ldd.returncode == 0, ldd.stderr
+        assert "lttng" not in ldd.stdout, ldd.stdout
+    ldd = subprocess.run(["ldd", PROVIDER], capture_output=True, text=True, timeout=60)
+    assert "liblttng-ust.so" in ldd.stdout, ldd.stdout
+
+
+def test_without_a_session_daemon_nothing_is_loaded(tmp_path):
+    """No session daemon reachable: no liblttng-ust, no provider, no
+    listener thread (so no statedump); UDPWEAVE_TRACE=1 loads them anyway
+    (which shows the check sees them); the library's own message says so."""
+    require_provider()
+    if subprocess.run(["pgrep", "-x", "lttng-sessiond"], capture_output=True).returncode == 0:
+        pytest.skip("a session daemon is running (started outside this test)")
+    home = {"HOME": str(tmp_path), "LTTNG_HOME": str(tmp_path)}
+    assert loaded(home) == (0, 0, 0)
+    assert loaded(dict(home, UDPWEAVE_TRACE="auto")) == (0, 0, 0)
+    ust, prov, threads = loaded(dict(home, UDPWEAVE_TRACE="1", UDPWEAVE_LOG="info"))
+    assert (ust, prov) == (1, 1) and threads >= 1, (ust, prov, threads)
+
+
 @pytest.fixture(scope="module")
 def sessiond():
     for prog in ("lttng", "lttng-sessiond", "babeltrace2"):
         if not shutil.which(prog):
             pytest.skip(f"{prog} not installed (Debian: lttng-tools, babeltrace2)")
-    require_shim()
-    ldd = subprocess.run(["ldd", SHIM_LIB], capture_output=True, text=True).stdout
-    if "liblttng-ust" not in ldd:
-        pytest.skip(f"{SHIM_LIB} was built without LTTng-UST (liblttng-ust-dev missing)")
+    require_provider()
     started = None
     if subprocess.run(["pgrep", "-x", "lttng-sessiond"], capture_output=True).returncode:
         r = subprocess.run(["lttng-sessiond", "--daemonize"], capture_output=True, text=True,
@@ -42,6 +100,10 @@ def sessiond():
     yield
     if started:
         subprocess.run(["kill", started])
+        for _ in range(100):        # gone, its sockets removed
+            if not os.path.exists(f"/proc/{started}"):
+                break
+            time.sleep(0.05)
 
 
 def _traced(tmp_path, code):
@@ -134,3 +196,11 @@ def test_no_session_no_events_and_same_delivery(sessiond, tmp_path):
         pass
     rx.close()
     assert got == 300
+
+
+def test_a_session_daemon_loads_the_provider(sessiond):
+    """A reachable daemon: the provider and liblttng-ust are loaded
+    (auto, the default); UDPWEAVE_TRACE=0 keeps them out."""
+    ust, prov, threads = loaded({})
+    assert (ust, prov) == (1, 1) and threads >= 1, (ust, prov, threads)
+    assert loaded({"UDPWEAVE_TRACE": "0"}) == (0, 0, 0)
