@@ -12,6 +12,7 @@
  * point: cancellation is disabled while the library works for them.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +29,10 @@
  * re-entered call goes straight to the kernel.
  */
 static __thread unsigned int uw_in_core __attribute__((tls_model("initial-exec")));
+/* A terminating signal that arrived while this thread was in here: acted
+ * on (uw_core_on_deferred) when it leaves. */
+static __thread volatile sig_atomic_t uw_deferred_sig __attribute__((tls_model("initial-exec")));
+void (*uw_core_on_deferred)(int sig);
 
 static bool core_enter(int *cs)
 {
@@ -42,6 +47,23 @@ static void core_leave(int cs)
 {
 	pthread_setcancelstate(cs, NULL);
 	uw_in_core--;
+	if (__builtin_expect(uw_deferred_sig, 0) && !uw_in_core) {
+		int sig = uw_deferred_sig;
+
+		uw_deferred_sig = 0;
+		if (uw_core_on_deferred)
+			uw_core_on_deferred(sig);
+	}
+}
+
+bool uw_core_inside(void)
+{
+	return uw_in_core;
+}
+
+void uw_core_defer_signal(int sig)
+{
+	uw_deferred_sig = sig;
 }
 
 bool uw_core_enter(int *cs)
@@ -218,11 +240,32 @@ static struct uw_flow *stage_find(struct uw_stage *st, uint32_t bucket, struct u
 	return NULL;
 }
 
+/* Give back the last n bytes stage_take() gave. */
+static void stage_untake(struct uw_stage *st, size_t n)
+{
+	st->chunks->used -= n;
+	st->used -= n;
+}
+
+/* The application's bytes into d: -EFAULT where the kernel would fail. */
+static int copy_payload(struct uw_dgram *d, const struct iovec *iov, size_t iovlen)
+{
+	for (size_t i = 0, off = 0; i < iovlen; i++) {
+		if (iov[i].iov_len && uw_copy_from_user(d->data + off, iov[i].iov_base,
+							iov[i].iov_len))
+			return -EFAULT;
+		off += iov[i].iov_len;
+	}
+	return 0;
+}
+
 /* Append a datagram to its flow in st (a new flow for rec if there is none
- * yet): flow and datagram in one piece, all or nothing. */
+ * yet): flow and datagram in one piece, all or nothing. The payload is
+ * copied first, so that a fault in it leaves st as it was. */
 static struct uw_dgram *stage_append(struct uw_stage *st, struct uw_sock *s,
 				     const struct uw_addr *dest, const struct iovec *iov,
-				     size_t iovlen, size_t len, struct uw_flowrec *rec)
+				     size_t iovlen, size_t len, struct uw_flowrec *rec,
+				     int *err)
 {
 	uint32_t bucket = (uw_addr_hash(dest) ^ (uint32_t)((uintptr_t)s >> 4)) %
 			  UW_FLOW_BUCKETS;
@@ -233,9 +276,16 @@ static struct uw_dgram *stage_append(struct uw_stage *st, struct uw_sock *s,
 	unsigned char *p;
 
 	p = stage_take(st, flen + dlen);
-	if (!p)
+	if (!p) {
+		*err = -ENOSPC;
 		return NULL;
+	}
 	d = (struct uw_dgram *)(p + flen);
+	if (copy_payload(d, iov, iovlen)) {
+		stage_untake(st, flen + dlen);
+		*err = -EFAULT;
+		return NULL;
+	}
 	if (!f) {
 		f = (struct uw_flow *)p;
 		memset(f, 0, sizeof(*f));
@@ -257,12 +307,6 @@ static struct uw_dgram *stage_append(struct uw_stage *st, struct uw_sock *s,
 	d->next = NULL;
 	d->len = (uint32_t)len;
 	d->due_ns = 0;
-	for (size_t i = 0, p_off = 0; i < iovlen; i++) {
-		p = d->data + p_off;
-		if (iov[i].iov_len)
-			memcpy(p, iov[i].iov_base, iov[i].iov_len);
-		p_off += iov[i].iov_len;
-	}
 	if (f->tail)
 		f->tail->next = d;
 	else
@@ -278,8 +322,10 @@ static struct uw_dgram *stage_append(struct uw_stage *st, struct uw_sock *s,
 int uw_stage_add(struct uw_stage *st, struct uw_sock *s, const struct uw_addr *dest,
 		 const struct iovec *iov, size_t iovlen, size_t len, uint64_t (*now_ns)(void))
 {
-	if (!stage_append(st, s, dest, iov, iovlen, len, NULL))
-		return -ENOSPC;
+	int err;
+
+	if (!stage_append(st, s, dest, iov, iovlen, len, NULL, &err))
+		return err;
 	if (st->ndgrams == 1)
 		st->oldest_ns = now_ns();
 	return 0;
@@ -289,10 +335,11 @@ int uw_stage_add_paced(struct uw_stage *st, struct uw_sock *s, const struct uw_a
 		       const struct iovec *iov, size_t iovlen, size_t len, uint64_t now,
 		       uint64_t due_ns, struct uw_flowrec *rec)
 {
-	struct uw_dgram *d = stage_append(st, s, dest, iov, iovlen, len, rec);
+	int err;
+	struct uw_dgram *d = stage_append(st, s, dest, iov, iovlen, len, rec, &err);
 
 	if (!d)
-		return -ENOSPC;
+		return err;
 	d->due_ns = due_ns;
 	if (st->ndgrams == 1)
 		st->oldest_ns = now;
@@ -729,21 +776,36 @@ static ssize_t enqueued(struct uw_core *c, int cs, struct uw_sock *s, const stru
 	return (ssize_t)len;
 }
 
+/* The payload could not be read (qlock held; let go here): nothing was
+ * queued, so the kernel answers the call, after the socket's queue. */
+static ssize_t faulted(struct uw_core *c, struct uw_sock *s, int cs)
+{
+	pthread_mutex_unlock(&c->qlock);
+	core_leave(cs);
+	uw_core_flush_sock(c, s, UW_FLUSH_BARRIER);
+	uw_stat_add(&c->stats.passthrough_calls, 1);
+	return UW_PASS;
+}
+
 static ssize_t queue_default(struct uw_core *c, struct uw_sock *s, const struct uw_msg *m,
 			     const struct uw_addr *dest, struct uw_flowrec *rec, int cs)
 {
 	struct uw_stage *stg;
 	enum uw_flush_reason why;
 	bool was_empty, late;
+	int err;
 
 	for (;;) {
 		stg = &c->stage[c->active];
 		was_empty = !stg->ndgrams;
 		/* the clock only for a stage's first datagram */
-		if (rec ? !uw_stage_add_paced(stg, s, dest, m->iov, m->iovlen, m->len,
-					      was_empty ? c->sys->now_ns() : 0, 0, rec)
-			: !uw_stage_add(stg, s, dest, m->iov, m->iovlen, m->len, c->sys->now_ns))
+		err = rec ? uw_stage_add_paced(stg, s, dest, m->iov, m->iovlen, m->len,
+					       was_empty ? c->sys->now_ns() : 0, 0, rec)
+			  : uw_stage_add(stg, s, dest, m->iov, m->iovlen, m->len, c->sys->now_ns);
+		if (!err)
 			break;
+		if (err == -EFAULT)
+			return faulted(c, s, cs);
 		pthread_mutex_unlock(&c->qlock);
 		core_leave(cs);
 		uw_core_flush(c, UW_FLUSH_ARENA_FULL);
@@ -819,10 +881,16 @@ static ssize_t send_paced(struct uw_core *c, struct uw_sock *s, const struct uw_
 	if (rel < rec->last_release_ns)
 		rel = rec->last_release_ns;
 	for (;;) {
+		int err = -ENOSPC;
+
 		stg = paced_stage(c, rec, rel, &opened);
-		if (stg && !uw_stage_add_paced(stg, s, dest, m->iov, m->iovlen, m->len, now,
-					       due, rec))
+		if (stg)
+			err = uw_stage_add_paced(stg, s, dest, m->iov, m->iovlen, m->len, now,
+						 due, rec);
+		if (!err)
 			break;
+		if (err == -EFAULT)
+			return faulted(c, s, cs);
 		/* no stage or no memory: make room, in order */
 		pthread_mutex_unlock(&c->qlock);
 		core_leave(cs);

@@ -18,6 +18,7 @@ const char *const uw_flush_reason_name[UW_FLUSH__COUNT] = {
 	[UW_FLUSH_EXEC]		= "exec",
 	[UW_FLUSH_EXPLICIT]	= "explicit",
 	[UW_FLUSH_PACED]	= "paced",
+	[UW_FLUSH_SIGNAL]	= "signal",
 };
 
 void uw_stats_reset(struct uw_stats *st)

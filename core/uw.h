@@ -138,6 +138,16 @@ void uw_log(enum uw_log_level level, const char *fmt, ...)
 #define uw_info(...)	uw_log(UW_LOG_INFO, __VA_ARGS__)
 #define uw_debug(...)	uw_log(UW_LOG_DEBUG, __VA_ARGS__)
 
+/* ---- application memory (core/ucopy.c) -------------------------------- */
+
+/* Copy n bytes from the application: 0, or -EFAULT where the kernel would
+ * say so (a fault during the copy; needs the fault handler of
+ * preload/signal.c, which calls uw_fault_fixup). */
+long uw_copy_from_user(void *dst, const void *src, size_t n);
+/* From a SIGSEGV/SIGBUS handler: a fault at one of the copies above is
+ * moved to its fixup (true); any other fault is not ours (false). */
+bool uw_fault_fixup(void *ucontext);
+
 /* ---- addresses --------------------------------------------------------- */
 
 /* A destination as the kernel sees it; len 0 means "the connected peer". */
@@ -260,7 +270,7 @@ int uw_fdtable_other_fd(struct uw_fdtable *t, struct uw_sock *s, int not_fd);
 enum uw_flush_reason {
 	UW_FLUSH_DEADLINE, UW_FLUSH_INTERVAL, UW_FLUSH_ARENA_FULL,
 	UW_FLUSH_CLOSE, UW_FLUSH_BARRIER, UW_FLUSH_EXIT, UW_FLUSH_FORK,
-	UW_FLUSH_EXEC, UW_FLUSH_EXPLICIT, UW_FLUSH_PACED, UW_FLUSH__COUNT
+	UW_FLUSH_EXEC, UW_FLUSH_EXPLICIT, UW_FLUSH_PACED, UW_FLUSH_SIGNAL, UW_FLUSH__COUNT
 };
 
 /* Flush-thread lateness: quarter-octave buckets of microseconds (0, 1, 2,
@@ -664,6 +674,12 @@ struct uw_msg {
 ssize_t uw_core_send(struct uw_core *c, struct uw_sock *s, const struct uw_msg *m);
 /* Flush everything queued; returns datagrams sent. */
 long uw_core_flush(struct uw_core *c, enum uw_flush_reason why);
+/* Whether this thread is inside the library (its locks may be held), and
+ * a terminating signal for it to act on when it leaves (through
+ * uw_core_on_deferred: the preload edge's). Async-signal-safe. */
+bool uw_core_inside(void);
+void uw_core_defer_signal(int sig);
+extern void (*uw_core_on_deferred)(int sig);
 /* Flush if s has anything queued (before close, connect, setsockopt...). */
 void uw_core_flush_sock(struct uw_core *c, struct uw_sock *s, enum uw_flush_reason why);
 void uw_core_fork_prepare(struct uw_core *c);

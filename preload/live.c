@@ -131,11 +131,19 @@ void uw_live_publish(uint64_t now_ns)
 	errno = saved;
 }
 
-/* At exit and before exec: the segment goes with this image. */
+/* At exit and before exec: the segment goes with this image. From a
+ * signal handler that interrupted this thread inside the library (which
+ * may hold flock): only the name goes, the mapping with the process. */
 void uw_live_close(void)
 {
 	int saved = errno;
 
+	if (uw_core_inside()) {
+		if (seg)
+			unlink(seg_path);
+		errno = saved;
+		return;
+	}
 	pthread_mutex_lock(&uw_core.flock);
 	if (seg) {
 		munmap(seg, UW_STATS_SEGMENT_SIZE);

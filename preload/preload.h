@@ -5,6 +5,7 @@
 #define UW_PRELOAD_H
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -100,5 +101,6 @@ void uw_live_publish(uint64_t now_ns);
 void uw_live_close(void);
 void uw_live_after_fork_child(void);
 void uw_trace_load(enum uw_trace_mode mode);
+void uw_signals_init(void);
 
 #endif

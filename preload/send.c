@@ -5,6 +5,12 @@
  * core will not queue (odd flags, control data, bad arguments) goes to the
  * real call after the socket's queue, so the kernel answers with its own
  * errno and the flow keeps its order.
+ *
+ * Everything the application passes by pointer is read with
+ * uw_copy_from_user() into the interposer's own frame (the msghdr, the
+ * iovec array, the address): a bad pointer is then the kernel's to judge
+ * (EFAULT), never a fault of ours; the payload is copied the same way by
+ * the core.
  */
 #include <limits.h>
 #include <pthread.h>
@@ -30,18 +36,48 @@ static ssize_t submit(struct uw_sock *s, const struct uw_msg *m)
 	return uw_ret(rc, saved);
 }
 
+/* What cannot be read goes to the kernel, after the socket's queue. */
+static ssize_t submit_refused(struct uw_sock *s)
+{
+	uw_core_flush_sock(&uw_core, s, UW_FLUSH_BARRIER);
+	return UW_PASS;
+}
+
 /*
  * The fast path of each interposer is the fd lookup and, for anything but
  * a UDP socket of ours, a tail call to libc: the datagram is described
  * only in the out-of-line helpers below.
  */
+/* A few iovecs are copied; a message with more goes to the kernel. */
+#define UW_LOCAL_IOV	64
+
+/* The address into name: false when it cannot be read (or is longer than
+ * any address, which the kernel refuses): the kernel's to answer. A name
+ * of length 0 is no name, as for the kernel. */
+static bool copy_name(struct sockaddr_storage *name, const struct sockaddr **to,
+		      socklen_t *tolen)
+{
+	if (!*to || !*tolen) {
+		*to = NULL;
+		*tolen = 0;
+		return true;
+	}
+	if (*tolen > sizeof(*name) || uw_copy_from_user(name, *to, *tolen))
+		return false;
+	*to = (const struct sockaddr *)name;
+	return true;
+}
+
 static __attribute__((noinline)) ssize_t queue_buf(struct uw_sock *s, const void *buf,
 						    size_t len, int flags,
 						    const struct sockaddr *to, socklen_t tolen)
 {
 	struct iovec iov = { (void *)buf, len };
+	struct sockaddr_storage name;
 
-	return submit(s, &(struct uw_msg){ &iov, 1, len, flags, to, to ? tolen : 0 });
+	if (!copy_name(&name, &to, &tolen))
+		return submit_refused(s);
+	return submit(s, &(struct uw_msg){ &iov, 1, len, flags, to, tolen });
 }
 
 UW_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
@@ -75,6 +111,13 @@ UW_EXPORT ssize_t write(int fd, const void *buf, size_t len)
 	return rc;
 }
 
+/* The iovec array into local (n <= UW_LOCAL_IOV): false when it cannot
+ * be read. */
+static bool copy_iov(struct iovec *local, const struct iovec *iov, size_t n)
+{
+	return n <= UW_LOCAL_IOV && (!n || (iov && !uw_copy_from_user(local, iov, n * sizeof(*iov))));
+}
+
 /* Total length of an iovec, or SIZE_MAX when the kernel would refuse it
  * (which makes the message unqueueable). */
 static size_t iov_total(const struct iovec *iov, size_t n)
@@ -97,45 +140,61 @@ UW_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 	ssize_t rc;
 	size_t len;
 
+	struct iovec local[UW_LOCAL_IOV];
+
 	if (!s || iovcnt < 0)
 		return real.writev(fd, iov, iovcnt);
+	if (!copy_iov(local, iov, (size_t)iovcnt)) {
+		submit_refused(s);
+		return real.writev(fd, iov, iovcnt);
+	}
 	/* writev() of nothing returns before it reaches the socket: no
 	 * datagram, unlike write(fd, buf, 0). The kernel's to do. */
-	len = iov_total(iov, (size_t)iovcnt);
-	rc = len ? submit(s, &(struct uw_msg){ iov, (size_t)iovcnt, len, 0, NULL, 0 }) : UW_PASS;
+	len = iov_total(local, (size_t)iovcnt);
+	rc = len ? submit(s, &(struct uw_msg){ local, (size_t)iovcnt, len, 0, NULL, 0 }) : UW_PASS;
 	if (rc == UW_PASS)
 		return real.writev(fd, iov, iovcnt);
 	return rc;
 }
 
-/* msghdr → uw_msg. Control data is never queued: it may carry per-packet
- * options (IP_PKTINFO, IP_TOS, SCM_TXTIME, UDP_SEGMENT) the kernel must see
- * with exactly that datagram. */
-static bool msg_from_hdr(struct uw_msg *m, const struct msghdr *h, int flags)
+/* A message's header, iovecs and address, copied out of the caller's
+ * memory. */
+struct msg_copy {
+	struct msghdr hdr;
+	struct iovec iov[UW_LOCAL_IOV];
+	struct sockaddr_storage name;
+};
+
+/* msghdr → uw_msg, from copies in c. Control data is never queued: it may
+ * carry per-packet options (IP_PKTINFO, IP_TOS, SCM_TXTIME, UDP_SEGMENT)
+ * the kernel must see with exactly that datagram. False: the kernel's. */
+static bool msg_from_hdr(struct uw_msg *m, struct msg_copy *c, const struct msghdr *h,
+			 int flags)
 {
-	if (!h || (h->msg_control && h->msg_controllen))
+	if (!h || uw_copy_from_user(&c->hdr, h, sizeof(*h)))
 		return false;
-	m->iov = h->msg_iov;
+	h = &c->hdr;
+	if ((h->msg_control && h->msg_controllen) || !copy_iov(c->iov, h->msg_iov, h->msg_iovlen))
+		return false;
+	m->iov = c->iov;
 	m->iovlen = h->msg_iovlen;
-	m->len = iov_total(h->msg_iov, h->msg_iovlen);
+	m->len = iov_total(c->iov, h->msg_iovlen);
 	m->flags = flags;
-	/* As the kernel does: a name with length 0 is no name. */
-	m->name = h->msg_name && h->msg_namelen ? h->msg_name : NULL;
-	m->namelen = m->name ? h->msg_namelen : 0;
-	if (m->namelen > sizeof(struct sockaddr_storage))
-		return false;
-	return true;
+	m->name = h->msg_name;
+	m->namelen = h->msg_namelen;
+	return copy_name(&c->name, &m->name, &m->namelen);
 }
 
 UW_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
 	struct uw_sock *s = uw_send_sock(fd);
+	struct msg_copy copy;
 	struct uw_msg m;
 	ssize_t rc;
 
 	if (!s)
 		return real.sendmsg(fd, msg, flags);
-	if (!msg_from_hdr(&m, msg, flags)) {
+	if (!msg_from_hdr(&m, &copy, msg, flags)) {
 		uw_core_flush_sock(&uw_core, s, UW_FLUSH_BARRIER);
 		return real.sendmsg(fd, msg, flags);
 	}
@@ -161,14 +220,20 @@ static int queue_mmsg(int (*real_fn)(int, struct mmsghdr *, unsigned int, int),
 		vlen = UW_UIO_MAXIOV;
 	pthread_testcancel();
 	for (i = 0; i < vlen; i++) {
+		struct msg_copy copy;
 		struct uw_msg m;
 		ssize_t rc = UW_PASS;
 		int r;
 
-		if (msg_from_hdr(&m, &vec[i].msg_hdr, flags))
+		if (msg_from_hdr(&m, &copy, &vec[i].msg_hdr, flags))
 			rc = uw_core_send(&uw_core, s, &m);
 		if (rc >= 0) {
-			vec[i].msg_len = (unsigned int)rc;
+			unsigned int sent = (unsigned int)rc;
+
+			/* queued: the kernel would have stored msg_len too,
+			 * or failed with EFAULT (the datagram is sent) */
+			if (uw_copy_from_user(&vec[i].msg_len, &sent, sizeof(sent)))
+				return i ? (int)i : (int)uw_ret(-EFAULT, saved);
 			continue;
 		}
 		if (rc != UW_PASS) {

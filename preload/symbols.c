@@ -283,6 +283,7 @@ static void init_all(void)
 	uw_core.fds.release = uw_core_sock_release;
 	uw_core.fds.release_ctx = &uw_core;
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+	uw_signals_init();
 	uw_stats_note_owner();
 	uw_info("backend %s, max delay %u us, arena %u KiB", cfg.backend,
 		cfg.max_delay_us, cfg.arena_kb);
