@@ -174,7 +174,7 @@ static void send_group(struct uw_backend *be, struct uw_group *g)
 	while (i < (size_t)n) {
 		unsigned int vlen = (size_t)n - i > UW_UIO_MAXIOV ? UW_UIO_MAXIOV
 								   : (unsigned int)((size_t)n - i);
-		int rc = be->sys->sendmmsg(fd, &p->mm[i], vlen, 0);
+		int rc = be->sys->sendmmsg(fd, &p->mm[i], vlen, MSG_NOSIGNAL);
 		int err = errno;
 		struct uw_run *r;
 

@@ -44,7 +44,7 @@ static void send_one(struct uw_backend *be, struct uw_run *r, uint32_t k)
 		memcpy(CMSG_DATA(cm), &r->txtime_ns, sizeof(uint64_t));
 	}
 	for (;;) {
-		ssize_t rc = be->sys->sendmsg(fd, &h, 0);
+		ssize_t rc = be->sys->sendmsg(fd, &h, MSG_NOSIGNAL);
 
 		uw_stat_add(&be->stats->syscalls, 1);
 		uw_stat_add(&be->stats->pt_calls, 1);

@@ -470,7 +470,7 @@ static void prep_msg(struct uw_backend *be, struct uring_priv *p, struct io_urin
 	m->zc = goes_zero_copy(p, m);
 	m->fixed = m->zc && p->zc_fixed;
 	if (m->zc) {
-		io_uring_prep_sendmsg_zc(sqe, c->fd, h, 0);
+		io_uring_prep_sendmsg_zc(sqe, c->fd, h, MSG_NOSIGNAL);
 		sqe->ioprio |= IORING_SEND_ZC_REPORT_USAGE;
 		if (m->fixed) {
 			sqe->ioprio |= IORING_RECVSEND_FIXED_BUF;
@@ -479,9 +479,9 @@ static void prep_msg(struct uw_backend *be, struct uring_priv *p, struct io_urin
 	} else if (!h->msg_controllen && m->nseg == 1 && !r->dest->len) {
 		/* a plain datagram on a connected socket: no msghdr for the
 		 * kernel to copy and import */
-		io_uring_prep_send(sqe, c->fd, h->msg_iov[0].iov_base, h->msg_iov[0].iov_len, 0);
+		io_uring_prep_send(sqe, c->fd, h->msg_iov[0].iov_base, h->msg_iov[0].iov_len, MSG_NOSIGNAL);
 	} else {
-		io_uring_prep_sendmsg(sqe, c->fd, h, 0);
+		io_uring_prep_sendmsg(sqe, c->fd, h, MSG_NOSIGNAL);
 	}
 	if (link)
 		sqe->flags |= IOSQE_IO_LINK;

@@ -483,6 +483,56 @@ static void flush_stage_slowly(struct uw_core *c, struct uw_stage *stg)
 	}
 }
 
+/* Whether s's fd still names s: the kernel's socket cookie, captured when
+ * the library met the socket, against the one now behind the number. */
+static bool sock_is_there(struct uw_core *c, struct uw_sock *s)
+{
+	int fd = atomic_load_explicit(&s->fd, memory_order_relaxed), saved = errno;
+	socklen_t len = sizeof(uint64_t);
+	uint64_t cookie = 0;
+	bool there;
+
+	if (!s->cookie || !c->sys->getsockopt)
+		return true;
+	if (fd < 0)
+		return false;
+	there = !c->sys->getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len) ?
+		cookie == s->cookie : errno != EBADF && errno != ENOTSOCK && errno != ENOPROTOOPT;
+	errno = saved;
+	return there;
+}
+
+/*
+ * Sockets closed or replaced behind the library's back (a raw close(2),
+ * closefrom, the number reused by a socket or file it did not see made):
+ * their datagrams cannot reach their own socket any more, and are
+ * dropped and counted, never written to whatever the number is now. One
+ * check per socket and flush. Flush lock held.
+ */
+static void drop_gone(struct uw_core *c, struct uw_stage *const *v, size_t n)
+{
+	uint32_t gen = ++c->verify_gen;
+
+	for (size_t i = 0; i < n; i++) {
+		for (struct uw_flow *f = v[i]->flows; f; f = f->next) {
+			struct uw_sock *s = f->sock;
+
+			if (!f->head)
+				continue;
+			if (s->verify_gen != gen) {
+				s->verify_gen = gen;
+				if (!(uw_sock_flags(s) & UW_SOCK_GONE) && !sock_is_there(c, s))
+					uw_sock_set(s, UW_SOCK_GONE);
+			}
+			if (!(uw_sock_flags(s) & UW_SOCK_GONE))
+				continue;
+			uw_stat_add(&c->stats.datagrams_dropped, f->count);
+			uw_stat_add(&c->stats.dropped_sock_gone, f->count);
+			f->head = f->tail = NULL;
+		}
+	}
+}
+
 /* Send the detached stages v[0..n), oldest release first, as one batch.
  * Flush lock held, queue lock not. */
 static void flush_stages(struct uw_core *c, struct uw_stage *const *v, size_t n,
@@ -504,6 +554,7 @@ static void flush_stages(struct uw_core *c, struct uw_stage *const *v, size_t n,
 	uw_stat_add(&c->stats.batches, 1);
 	uw_stats_note_delay(&c->stats, now > oldest ? now - oldest : 0);
 	uw_stat_max(&c->stats.arena_high_water, used);
+	drop_gone(c, v, n);
 	if (uw_batch_build_stages(&c->scratch, v, n, &c->be, &b)) {
 		uw_warn("out of memory building a batch; sending datagram by datagram");
 		for (size_t i = 0; i < n; i++)

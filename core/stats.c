@@ -127,7 +127,8 @@ int uw_stats_json(const struct uw_stats *st, const char *backend, char *buf, siz
 	EMIT("{\"backend\": \"%s\"", backend);
 	EMIT(", \"datagrams_in\": %llu, \"bytes_in\": %llu", LD(datagrams_in), LD(bytes_in));
 	EMIT(", \"datagrams_out\": %llu, \"bytes_out\": %llu", LD(datagrams_out), LD(bytes_out));
-	EMIT(", \"datagrams_dropped\": %llu", LD(datagrams_dropped));
+	EMIT(", \"datagrams_dropped\": %llu, \"dropped_sock_gone\": %llu", LD(datagrams_dropped),
+	     LD(dropped_sock_gone));
 	EMIT(", \"passthrough_calls\": %llu", LD(passthrough_calls));
 	EMIT(", \"syscalls\": %llu, \"batches\": %llu, \"messages\": %llu",
 	     LD(syscalls), LD(batches), LD(messages));

@@ -175,7 +175,10 @@ enum {
 	UW_SOCK_CORKED		= 1u << 3,	/* UDP_CORK */
 	UW_SOCK_APP_GSO		= 1u << 4,	/* its own UDP_SEGMENT */
 	UW_SOCK_SHUT		= 1u << 5,	/* shutdown(SHUT_WR) */
-	UW_SOCK_BYPASS		= UW_SOCK_CORKED | UW_SOCK_APP_GSO | UW_SOCK_SHUT,
+	/* its fd no longer names the socket (closed or replaced behind the
+	 * library's back): nothing more is queued or sent for it */
+	UW_SOCK_GONE		= 1u << 7,
+	UW_SOCK_BYPASS		= UW_SOCK_CORKED | UW_SOCK_APP_GSO | UW_SOCK_SHUT | UW_SOCK_GONE,
 	UW_SOCK_TXTIME		= 1u << 6,	/* SO_TXTIME set by the library */
 };
 
@@ -198,6 +201,8 @@ struct uw_sock {
 	uint32_t mtu;			/* cached path MTU, connected sockets */
 	uint64_t mtu_expiry_ns;
 	uint32_t batch_gen;		/* batch builder marks (flush lock) */
+	uint32_t verify_gen;		/* identity checked in this flush (flock) */
+	uint64_t cookie;		/* SO_COOKIE at registration; 0: unknown */
 	uint32_t batch_group;
 	struct uw_sock *next_free;
 	/* pacing (qlock) */
@@ -301,6 +306,7 @@ extern const char *const uw_flush_reason_name[UW_FLUSH__COUNT];
 struct uw_stats {
 	_Atomic uint64_t datagrams_in, bytes_in;
 	_Atomic uint64_t datagrams_out, bytes_out, datagrams_dropped;
+	_Atomic uint64_t dropped_sock_gone;	/* of those: their socket was gone */
 	_Atomic uint64_t passthrough_calls;	/* app calls handed to the kernel as they were */
 	_Atomic uint64_t syscalls;		/* send calls made by the library */
 	_Atomic uint64_t batches, messages, gso_runs, gso_segments, segments_max;
@@ -633,6 +639,7 @@ struct uw_core {
 	struct uw_stage stage[2];
 	int active;
 	struct uw_scratch scratch;	/* flock */
+	uint32_t verify_gen;		/* flushes, for uw_sock.verify_gen (flock) */
 	_Atomic uint64_t queued_total;	/* datagrams in both stages */
 
 	/* senders check the deadline every check_every datagrams (qlock) */

@@ -52,6 +52,18 @@ static int sockopt_int(int fd, int opt)
 	return real.getsockopt(fd, SOL_SOCKET, opt, &v, &len) ? -errno : v;
 }
 
+static uint64_t sock_cookie(int fd)
+{
+	uint64_t cookie = 0;
+	socklen_t len = sizeof(cookie);
+	int saved = errno;
+
+	if (real.getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len))
+		cookie = 0;
+	errno = saved;
+	return cookie;
+}
+
 struct uw_sock *uw_classify(int fd)
 {
 	int saved = errno, type, domain, proto;
@@ -73,6 +85,7 @@ struct uw_sock *uw_classify(int fd)
 	s = uw_sock_new(&uw_core.fds, fd, domain);
 	if (!s)
 		return NULL;
+	s->cookie = sock_cookie(fd);
 	uw_sync_peer(s);
 	got = uw_fdtable_adopt(&uw_core.fds, fd, s);
 	if (got != s)
@@ -80,11 +93,53 @@ struct uw_sock *uw_classify(int fd)
 	return got;
 }
 
+/* s no longer has fd: another fd of it sends, or none does. */
+static void drop_fd(struct uw_sock *s, int fd)
+{
+	int other;
+
+	if (!uw_sock_put(&uw_core.fds, s) &&
+	    atomic_load_explicit(&s->fd, memory_order_relaxed) == fd) {
+		other = uw_fdtable_other_fd(&uw_core.fds, s, fd);
+		atomic_store_explicit(&s->fd, other, memory_order_relaxed);
+	}
+}
+
+/*
+ * fd was just made by a call the library saw (socket, accept, open, pipe,
+ * an fd received with SCM_RIGHTS...). If the table still names something
+ * there, what it named was closed behind the library's back (a raw
+ * close(2)): the entry goes, so that the new fd is judged afresh; a socket
+ * of ours that had it keeps its other fds, and what it had queued is
+ * dropped at the flush (its cookie no longer matches), never sent here.
+ */
+void uw_fd_fresh(int fd)
+{
+	uintptr_t v;
+	struct uw_sock *s;
+	int saved = errno;
+
+	if (!atomic_load_explicit(&uw_active, memory_order_acquire) ||
+	    (unsigned)fd >= (unsigned)uw_core.fds.nslots)
+		return;
+	v = uw_fdtable_peek(&uw_core.fds, fd);
+	if (v == UW_FD_UNKNOWN)
+		return;
+	if (!uw_slot_sock(v)) {
+		atomic_compare_exchange_strong(&uw_core.fds.slot[fd], &v, UW_FD_UNKNOWN);
+		return;
+	}
+	s = uw_fdtable_install(&uw_core.fds, fd, NULL);
+	if (s)
+		drop_fd(s, fd);
+	errno = saved;
+}
+
 /* fd is going away (close, dup2 over it): its datagrams leave first. */
 void uw_fd_closing(int fd)
 {
 	uintptr_t v = uw_fdtable_peek(&uw_core.fds, fd);
-	int saved = errno, other;
+	int saved = errno;
 	struct uw_sock *s;
 
 	if (v == UW_FD_UNKNOWN || (unsigned)fd >= (unsigned)uw_core.fds.nslots)
@@ -97,11 +152,7 @@ void uw_fd_closing(int fd)
 
 	if (s) {
 		uw_core_flush_sock(&uw_core, s, UW_FLUSH_CLOSE);
-		if (!uw_sock_put(&uw_core.fds, s) &&
-		    atomic_load_explicit(&s->fd, memory_order_relaxed) == fd) {
-			other = uw_fdtable_other_fd(&uw_core.fds, s, fd);
-			atomic_store_explicit(&s->fd, other, memory_order_relaxed);
-		}
+		drop_fd(s, fd);
 	}
 	errno = saved;
 }
@@ -135,11 +186,13 @@ UW_EXPORT int socket(int domain, int type, int protocol)
 		return fd;
 	saved = errno;
 	s = is_udp(domain, type, protocol) ? uw_sock_new(&uw_core.fds, fd, domain) : NULL;
+	if (s)
+		s->cookie = sock_cookie(fd);
 	stale = uw_fdtable_install(&uw_core.fds, fd, s);
 	if (!s)
 		uw_fdtable_mark_foreign(&uw_core.fds, fd, UW_FD_OTHER_SOCK);
-	if (stale)
-		uw_sock_put(&uw_core.fds, stale);
+	if (stale)	/* closed behind our back: see uw_fd_fresh */
+		drop_fd(stale, fd);
 	errno = saved;
 	return fd;
 }

@@ -94,6 +94,7 @@ void uw_sync_peer(struct uw_sock *s);
 int uw_metrics_from_user(int opt, const void *val, socklen_t len, struct uw_metrics *m);
 void uw_fd_closing(int fd);
 void uw_fd_dup(int oldfd, int newfd);
+void uw_fd_fresh(int fd);
 void uw_process_exit(enum uw_flush_reason why);
 void uw_deactivate(void);
 void uw_stats_note_owner(void);
