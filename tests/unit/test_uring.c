@@ -487,8 +487,9 @@ static void one_enter_sends_every_socket(void **state)
 	assert_false(sqes[3].named);		/* connected: no msg_name */
 	for (unsigned i = 0; i < nsqes; i++) {
 		assert_int_equal(sqes[i].opcode, i == 4 ? IORING_OP_SEND : IORING_OP_SENDMSG);
-		/* no MSG_DONTWAIT: the kernel waits for room, as sendmmsg */
-		assert_int_equal(sqes[i].msg_flags, 0);
+		/* no MSG_DONTWAIT: the kernel waits for room, as sendmmsg;
+		 * MSG_NOSIGNAL as every send of the library */
+		assert_int_equal(sqes[i].msg_flags, MSG_NOSIGNAL);
 	}
 	assert_flow_on_wire(7, 5001, 3, 0);
 	assert_flow_on_wire(7, 5002, 2, 100);
