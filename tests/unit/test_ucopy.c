@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: MIT */
+/* Copies from application memory: -EFAULT at a fault, through the fixup a
+ * SIGSEGV handler applies (as preload/signal.c does), and nothing is
+ * written past what could be read. */
+#include <signal.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+static unsigned char *map;	/* two pages, the second PROT_NONE */
+static size_t page;
+static int others;		/* faults that were not a copy's */
+
+static void on_segv(int sig, siginfo_t *info, void *uc)
+{
+	(void)sig;
+	(void)info;
+	if (!uw_fault_fixup(uc)) {
+		others++;
+		signal(SIGSEGV, SIG_DFL);
+	}
+}
+
+/* In the test itself: CMocka puts its own handlers in at each test. */
+static void catch_faults(void)
+{
+	struct sigaction sa = { .sa_sigaction = on_segv, .sa_flags = SA_SIGINFO | SA_NODEFER };
+
+	sigemptyset(&sa.sa_mask);
+	assert_int_equal(sigaction(SIGSEGV, &sa, NULL), 0);
+	assert_int_equal(sigaction(SIGBUS, &sa, NULL), 0);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	page = (size_t)sysconf(_SC_PAGESIZE);
+	map = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (map == MAP_FAILED || mprotect(map + page, page, PROT_NONE))
+		return -1;
+	memset(map, 0xab, page);
+	return 0;
+}
+
+static void readable_memory_is_copied(void **state)
+{
+	unsigned char dst[256];
+
+	(void)state;
+	memset(dst, 0, sizeof(dst));
+	assert_int_equal(uw_copy_from_user(dst, map + page - sizeof(dst), sizeof(dst)), 0);
+	for (size_t i = 0; i < sizeof(dst); i++)
+		assert_int_equal(dst[i], 0xab);
+	assert_int_equal(uw_copy_from_user(dst, NULL, 0), 0);	/* nothing to read */
+}
+
+static void a_fault_is_efault(void **state)
+{
+	unsigned char dst[64];
+
+	(void)state;
+	catch_faults();
+	assert_int_equal(uw_copy_from_user(dst, (void *)1, sizeof(dst)), -EFAULT);
+	assert_int_equal(uw_copy_from_user(dst, map + page, 1), -EFAULT);
+	/* running off the end of the readable page */
+	assert_int_equal(uw_copy_from_user(dst, map + page - 8, sizeof(dst)), -EFAULT);
+	/* a bad destination too (the msg_len the library stores) */
+	assert_int_equal(uw_copy_from_user(map + page, dst, 4), -EFAULT);
+	/* many in a row: the signal is not left blocked by the fixup */
+	for (int i = 0; i < 1000; i++)
+		assert_int_equal(uw_copy_from_user(dst, (void *)8, 1), -EFAULT);
+	assert_int_equal(others, 0);
+}
+
+static void other_faults_are_not_fixed_up(void **state)
+{
+	ucontext_t uc;
+
+	(void)state;
+	memset(&uc, 0, sizeof(uc));
+	getcontext(&uc);	/* an ip inside this test, no copy's */
+	assert_false(uw_fault_fixup(&uc));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(readable_memory_is_copied),
+		cmocka_unit_test(a_fault_is_efault),
+		cmocka_unit_test(other_faults_are_not_fixed_up),
+	};
+
+	return cmocka_run_group_tests_name("ucopy", tests, setup, NULL);
+}
