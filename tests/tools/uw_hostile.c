@@ -13,7 +13,9 @@
  *   exit-in-handler [N] [exit|_exit]  SIGALRM handler leaves a send loop
  *   fd-reuse [N] [CLOSE] [TARGET]     CLOSE: sys_close closefrom close_range
  *                                     TARGET: accept tcp udp
- *   nonblock-eagain [COUNT] [SIZE]    O_NONBLOCK, SO_SNDBUF 4096
+ *   nonblock-eagain [COUNT] [SIZE] [tbf|lo]
+ *                                     O_NONBLOCK, SO_SNDBUF 4096, tbf 8 Mbit/s
+ *                                     on a private netns's lo (root) or none
  *   errors-3x                         broadcast, EMSGSIZE, no route x3
  *   connrefused                       4 sends to a closed port
  *   local-read                        send to ourselves, read at once
@@ -22,11 +24,13 @@
  * this program (so a preloaded library starts fresh in it, as in any
  * program, not in a fork's copy): the parent reports {"signal": N} for a
  * child killed by a signal and {"hang": true} for one it had to kill.
- * Loopback only; every receiver is a socket of this program.
+ * Loopback only (a private network namespace's where a case must shape
+ * or lose routes); every receiver is a socket of this program.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -755,12 +759,49 @@ static int case_fd_reuse(int runs, const char *how, const char *target)
 
 /* --------------------------------------------------------------- nonblock */
 
-/* A receiver that does not read, with the smallest buffer, and a
- * non-blocking sender with SO_SNDBUF 4096: whatever backpressure the
- * kernel gives on loopback, and how long one call may take. */
-static int case_nonblock(long count, int size)
+/* Loopback never pushes back (the skb leaves the send buffer inside the
+ * call), so the issue's tbf 8 Mbit/s goes on the loopback of a network
+ * namespace of our own: the host's lo is not touched. 0 if shaped. */
+static int shaped_loopback(void)
 {
-	int rx = udp_rx(1), fd = udp_to(port_of(rx)), sndbuf = 4096;
+	struct ifreq ifr = { .ifr_name = "lo" };
+	int fd;
+
+	if (unshare(CLONE_NEWNET) < 0)
+		return -1;
+	fd = socket(AF_INET, SOCK_DGRAM, 0);
+	if (fd < 0 || ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+		return -1;
+	ifr.ifr_flags |= IFF_UP;
+	if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+		return -1;
+	close(fd);
+	/* tc without the preload: its netlink is no business of the test */
+	return system("env -u LD_PRELOAD tc qdisc add dev lo root tbf rate 8mbit "
+		      "burst 4kb latency 400ms >/dev/null 2>&1") ? -1 : 0;
+}
+
+/* Datagrams on fd until idle_ms pass without one or max_ms in all. */
+static long drain_for(int fd, int idle_ms, int max_ms)
+{
+	char buf[65536];
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	uint64_t end = now_us() + max_ms * 1000ull;
+	long n = 0;
+
+	while (now_us() < end && poll(&p, 1, idle_ms) > 0)
+		if (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) >= 0)
+			n++;
+	return n;
+}
+
+/* A non-blocking sender with SO_SNDBUF 4096 behind tbf: how many sends
+ * the kernel takes, how many it refuses, how long one call may take, and
+ * how many of the accepted arrive (within 2 s). */
+static int case_nonblock(long count, int size, const char *where)
+{
+	int shaped = strcmp(where, "lo") ? shaped_loopback() == 0 : 0;
+	int rx = udp_rx(RX_BUF), fd = udp_to(port_of(rx)), sndbuf = 4096;
 	long i, ok = 0, eagain = 0, enobufs = 0, other = 0;
 	uint64_t t0, t, longest = 0, start = now_us();
 	char buf[65536];
@@ -783,11 +824,13 @@ static int case_nonblock(long count, int size)
 		else
 			other++;
 	}
-	jp("{\"case\":\"nonblock-eagain\",\"count\":%ld,\"size\":%d,\"accepted\":%ld,"
-	   "\"eagain\":%ld,\"enobufs\":%ld,\"other\":%ld,\"longest_us\":%llu,"
-	   "\"total_us\":%llu,\"so_error\":\"%s\",\"received\":%ld}", count, size, ok,
-	   eagain, enobufs, other, (unsigned long long)longest,
-	   (unsigned long long)(now_us() - start), ename(so_error(fd)), drain(rx, 50));
+	t = now_us() - start;
+	jp("{\"case\":\"nonblock-eagain\",\"shaped\":%s,\"count\":%ld,\"size\":%d,"
+	   "\"accepted\":%ld,\"eagain\":%ld,\"enobufs\":%ld,\"other\":%ld,"
+	   "\"longest_us\":%llu,\"total_us\":%llu,\"so_error\":\"%s\",",
+	   shaped ? "true" : "false", count, size, ok, eagain, enobufs, other,
+	   (unsigned long long)longest, (unsigned long long)t, ename(so_error(fd)));
+	jp("\"received\":%ld}", drain_for(rx, IDLE_MS, 2000));
 	jflush();
 	return 0;
 }
@@ -942,7 +985,8 @@ int main(int argc, char **argv)
 		return case_fd_reuse(arg(argc, argv, 2, 10), sarg(argc, argv, 3, "sys_close"),
 				     sarg(argc, argv, 4, "accept"));
 	if (!strcmp(c, "nonblock-eagain"))
-		return case_nonblock(arg(argc, argv, 2, 10000), arg(argc, argv, 3, 1000));
+		return case_nonblock(arg(argc, argv, 2, 10000), arg(argc, argv, 3, 1000),
+				     sarg(argc, argv, 4, "tbf"));
 	if (!strcmp(c, "errors-3x"))
 		return case_errors();
 	if (!strcmp(c, "connrefused"))
