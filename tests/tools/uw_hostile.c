@@ -303,33 +303,43 @@ typedef long (*efault_fn)(struct efault_env *e);
 
 #define TO(e)	(struct sockaddr *)&(e)->to, sizeof((e)->to)
 
-static long ef_send_ptr1(struct efault_env *e) { return send(e->c, e->b.ptr1, 100, 0); }
-static long ef_sendto_ptr1(struct efault_env *e) { return sendto(e->u, e->b.ptr1, 100, 0, TO(e)); }
-static long ef_write_ptr1(struct efault_env *e) { return write(e->c, e->b.ptr1, 100); }
-static long ef_send_unmapped(struct efault_env *e) { return send(e->c, e->b.unmapped, 100, 0); }
-static long ef_write_unmapped(struct efault_env *e) { return write(e->c, e->b.unmapped, 100); }
-static long ef_send_protnone(struct efault_env *e) { return send(e->c, e->b.protnone, 100, 0); }
-static long ef_sendto_protnone(struct efault_env *e) { return sendto(e->u, e->b.protnone, 100, 0, TO(e)); }
-static long ef_send_runoff(struct efault_env *e) { return send(e->c, e->b.runoff, 1000, 0); }
-static long ef_sendto_runoff(struct efault_env *e) { return sendto(e->u, e->b.runoff, 1000, 0, TO(e)); }
+/* one line per call: the table below reads as the list */
+#define EF(name, call) \
+	static long ef_##name(struct efault_env *e) { return call; }
 
-static long ef_msg(struct efault_env *e, void *base, struct iovec *iov, int named)
+EF(send_ptr1, send(e->c, e->b.ptr1, 100, 0))
+EF(sendto_ptr1, sendto(e->u, e->b.ptr1, 100, 0, TO(e)))
+EF(write_ptr1, write(e->c, e->b.ptr1, 100))
+EF(send_unmapped, send(e->c, e->b.unmapped, 100, 0))
+EF(write_unmapped, write(e->c, e->b.unmapped, 100))
+EF(send_protnone, send(e->c, e->b.protnone, 100, 0))
+EF(sendto_protnone, sendto(e->u, e->b.protnone, 100, 0, TO(e)))
+EF(send_runoff, send(e->c, e->b.runoff, 1000, 0))
+EF(sendto_runoff, sendto(e->u, e->b.runoff, 1000, 0, TO(e)))
+EF(sendmsg_msghdr, sendmsg(e->c, e->b.ptr1, 0))
+EF(sendto_to, sendto(e->u, e->good, 100, 0, e->b.ptr1, 16))
+EF(writev_iov_array, writev(e->c, e->b.ptr1, 1))
+EF(sendmmsg_msgvec, sendmmsg(e->c, e->b.ptr1, 2, 0))
+
+enum ef_name { NO_NAME, GOOD_NAME, BAD_NAME };
+
+/* sendmsg of 100 bytes at base (or through a given iov array); with a
+ * name, on the unconnected socket */
+static long ef_msg(struct efault_env *e, void *base, struct iovec *iov, enum ef_name name)
 {
 	struct iovec v = { base, 100 };
 	struct msghdr m = { .msg_iov = iov ? iov : &v, .msg_iovlen = 1 };
 
-	if (named) {
-		m.msg_name = named == 2 ? e->b.ptr1 : &e->to;
+	if (name != NO_NAME) {
+		m.msg_name = name == BAD_NAME ? e->b.ptr1 : &e->to;
 		m.msg_namelen = sizeof(e->to);
 	}
-	return sendmsg(named ? e->u : e->c, &m, 0);
+	return sendmsg(name != NO_NAME ? e->u : e->c, &m, 0);
 }
 
-static long ef_sendmsg_iov_base(struct efault_env *e) { return ef_msg(e, e->b.ptr1, NULL, 0); }
-static long ef_sendmsg_iov_array(struct efault_env *e) { return ef_msg(e, e->good, e->b.ptr1, 0); }
-static long ef_sendmsg_msg_name(struct efault_env *e) { return ef_msg(e, e->good, NULL, 2); }
-static long ef_sendmsg_msghdr(struct efault_env *e) { return sendmsg(e->c, e->b.ptr1, 0); }
-static long ef_sendto_to(struct efault_env *e) { return sendto(e->u, e->good, 100, 0, e->b.ptr1, 16); }
+EF(sendmsg_iov_base, ef_msg(e, e->b.ptr1, NULL, NO_NAME))
+EF(sendmsg_iov_array, ef_msg(e, e->good, e->b.ptr1, NO_NAME))
+EF(sendmsg_msg_name, ef_msg(e, e->good, NULL, BAD_NAME))
 
 static long ef_writev_iov_base(struct efault_env *e)
 {
@@ -338,8 +348,6 @@ static long ef_writev_iov_base(struct efault_env *e)
 	return writev(e->c, v, 2);
 }
 
-static long ef_writev_iov_array(struct efault_env *e) { return writev(e->c, e->b.ptr1, 1); }
-static long ef_sendmmsg_msgvec(struct efault_env *e) { return sendmmsg(e->c, e->b.ptr1, 2, 0); }
 
 /* Two messages, the second with a bad buffer: the kernel sends the first
  * and returns 1. */
@@ -354,7 +362,8 @@ static long ef_mmsg(struct efault_env *e, void *second)
 	return sendmmsg(e->c, mm, 2, 0);
 }
 
-static long ef_sendmmsg_2nd_bad(struct efault_env *e) { return ef_mmsg(e, e->b.protnone); }
+EF(sendmmsg_2nd_bad, ef_mmsg(e, e->b.protnone))
+
 static long ef_sendmmsg_1st_bad(struct efault_env *e)
 {
 	struct iovec v = { e->b.ptr1, 100 };
