@@ -202,7 +202,8 @@ uninstall:
 # `make install` into a staging tree in the Debian layout (the library and
 # its provider in /usr/lib/<multiarch>/udpweave), binaries stripped, man
 # pages and the changelog gzip -9n, then Debian's tools: dpkg-shlibdeps for
-# Depends, dpkg-gencontrol (debian/control, debian/changelog) for
+# Depends (liblttng-ust only Recommends: the provider is loaded when
+# tracing can happen, and not at all without it), dpkg-gencontrol (debian/control, debian/changelog) for
 # DEBIAN/control, DEBIAN/md5sums, dpkg-deb to build. Needs dpkg-dev, not
 # root (--root-owner-group).
 DEB_ARCH      ?= $(shell dpkg-architecture -qDEB_HOST_ARCH 2>/dev/null || dpkg --print-architecture)
@@ -226,7 +227,9 @@ deb:
 	install -m 644 debian/copyright $(DEB_ROOT)/usr/share/doc/udpweave/copyright
 	gzip -9n < debian/changelog > $(DEB_ROOT)/usr/share/doc/udpweave/changelog.gz
 	chmod 644 $(DEB_ROOT)/usr/share/doc/udpweave/changelog.gz
-	dpkg-shlibdeps -T$(DEB_WORK)/substvars $(DEB_ROOT)/usr/bin/udpweave $(DEB_ROOT)$(DEB_LIBDIR)/udpweave/*.so
+	dpkg-shlibdeps -T$(DEB_WORK)/substvars -dDepends $(DEB_ROOT)/usr/bin/udpweave \
+		$(DEB_ROOT)$(DEB_LIBDIR)/udpweave/libudpweave.so \
+		$(if $(TP_SO),-dRecommends $(DEB_ROOT)$(DEB_LIBDIR)/udpweave/$(notdir $(TP_SO)))
 	dpkg-gencontrol -pudpweave -v$(VERSION) -cdebian/control -ldebian/changelog \
 		-T$(DEB_WORK)/substvars -f$(DEB_WORK)/files -P$(DEB_ROOT)
 	cd $(DEB_ROOT) && find usr -type f -print0 | LC_ALL=C sort -z | xargs -0 md5sum > DEBIAN/md5sums

@@ -78,6 +78,20 @@ print(f"ci-deb: stats: backend {s['backend']}, datagrams in {s['datagrams_in']},
 sys.exit(0 if s["datagrams_in"] == 20 and s["datagrams_out"] == 20 else 1)
 EOF
 
+# tracing: the provider installed beside the library is what it loads
+# (UDPWEAVE_TRACE=1: whether or not a session daemon runs).
+provider=/usr/lib/"$multiarch"/udpweave/libudpweave-lttng.so
+if grep -q ' lttng=1 ' build/config.stamp 2>/dev/null; then
+	[ -f "$provider" ] || fail "$provider not installed"
+	out=$(UDPWEAVE_TRACE=1 /usr/bin/udpweave run -- /usr/bin/python3 -c '
+import socket
+socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", ("127.0.0.1", 9))
+print(sum("libudpweave-lttng.so" in l for l in open("/proc/self/maps")) > 0)') ||
+		fail "udpweave run with UDPWEAVE_TRACE=1 failed"
+	[ "$out" = True ] || fail "UDPWEAVE_TRACE=1 did not load $provider"
+	echo "ci-deb: tracing: UDPWEAVE_TRACE=1 loads $provider"
+fi
+
 preload=$(pkg-config --variable=preload udpweave) || fail "pkg-config does not know udpweave"
 [ "$preload" = "$lib" ] ||
 	fail "pkg-config --variable=preload udpweave is '$preload' ($(pkg-config --path udpweave)), not $lib"
