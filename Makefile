@@ -8,6 +8,7 @@
 #   make bench      side-by-side benchmarks (root: network namespaces)
 #   make bench-uring the uring backend's figures
 #   make demo       the README's demo
+#   make deb        build/udpweave_VERSION_ARCH.deb (Debian layout; needs dpkg-dev)
 
 B        ?= build
 V        ?= 0
@@ -79,7 +80,7 @@ BENCH_SO    := $(patsubst bench/so/%.c,$(B)/bench/lib%.so,$(wildcard bench/so/*.
 
 .PHONY: all lib tools unit integration test deps asan tsan bench bench-quick bench-full bench-pacing \
 	bench-uring demo clean \
-	cli install uninstall FORCE
+	cli install uninstall deb FORCE
 
 all: lib tools cli
 
@@ -148,6 +149,8 @@ $(B)/tests/unit/test_%: tests/unit/test_%.c $(UNIT_OBJ) $(CONFIG)
 
 # ---- the udpweave tool, install ------------------------------------------
 PREFIX   ?= /usr/local
+LIBDIR   ?= $(PREFIX)/lib
+MANDIR   ?= $(PREFIX)/share/man
 DESTDIR  ?=
 VERSION  ?= 0.1.0
 CLI_SRC  := $(wildcard cli/*.c) core/egress.c
@@ -156,39 +159,82 @@ CLI_LIBS := -lcap -lmnl
 
 cli: $(B)/udpweave
 
-# Rebuilt when PREFIX or VERSION change: both are compiled in.
+# Rebuilt when PREFIX, LIBDIR or VERSION change: they are compiled in.
+UW_CLI_FLAGS = $(PREFIX) $(LIBDIR) $(VERSION)
 $(B)/cli.flags: FORCE
 	@mkdir -p $(B)
-	@echo '$(PREFIX) $(VERSION)' | cmp -s - $@ || echo '$(PREFIX) $(VERSION)' > $@
+	@echo '$(UW_CLI_FLAGS)' | cmp -s - $@ || echo '$(UW_CLI_FLAGS)' > $@
 
 $(B)/udpweave: $(CLI_SRC) $(CLI_HDR) $(B)/cli.flags $(CONFIG)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) -std=gnu11 -g $(OPT) $(WARN) $(SAN) -D_GNU_SOURCE -Iinclude -Icore \
-		-DUW_VERSION='"$(VERSION)"' -DUW_LIBDIR='"$(PREFIX)/lib/udpweave"' \
+		-DUW_VERSION='"$(VERSION)"' -DUW_LIBDIR='"$(LIBDIR)/udpweave"' \
 		$(CFLAGS) $(CLI_SRC) -o $@ $(CLI_LIBS)
 
 $(B)/udpweave.pc: udpweave.pc.in $(B)/cli.flags
-	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
 
+# The library and, with LTTNG=1, its tracepoint provider ($(TP_SO)) side by
+# side in $(LIBDIR)/udpweave: the library dlopens the provider from there.
 install: lib cli $(B)/udpweave.pc
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/udpweave \
-		$(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig \
-		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man7
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/udpweave \
+		$(DESTDIR)$(PREFIX)/include $(DESTDIR)$(LIBDIR)/pkgconfig \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7
 	install -m 755 $(B)/udpweave $(DESTDIR)$(PREFIX)/bin/udpweave
-	install -m 755 $(B)/libudpweave.so $(DESTDIR)$(PREFIX)/lib/udpweave/libudpweave.so
+	install -m 644 $(B)/libudpweave.so $(DESTDIR)$(LIBDIR)/udpweave/libudpweave.so
+	$(if $(TP_SO),install -m 644 $(TP_SO) $(DESTDIR)$(LIBDIR)/udpweave/$(notdir $(TP_SO)))
 	install -m 644 include/udpweave.h include/udpweave_stats.h $(DESTDIR)$(PREFIX)/include/
-	install -m 644 $(B)/udpweave.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/udpweave.pc
-	install -m 644 docs/udpweave.1 $(DESTDIR)$(PREFIX)/share/man/man1/udpweave.1
-	install -m 644 docs/udpweave.7 $(DESTDIR)$(PREFIX)/share/man/man7/udpweave.7
+	install -m 644 $(B)/udpweave.pc $(DESTDIR)$(LIBDIR)/pkgconfig/udpweave.pc
+	install -m 644 docs/udpweave.1 $(DESTDIR)$(MANDIR)/man1/udpweave.1
+	install -m 644 docs/udpweave.7 $(DESTDIR)$(MANDIR)/man7/udpweave.7
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/udpweave \
-		$(DESTDIR)$(PREFIX)/lib/udpweave/libudpweave.so \
+		$(DESTDIR)$(LIBDIR)/udpweave/libudpweave.so \
+		$(if $(TP_SO),$(DESTDIR)$(LIBDIR)/udpweave/$(notdir $(TP_SO))) \
 		$(DESTDIR)$(PREFIX)/include/udpweave.h $(DESTDIR)$(PREFIX)/include/udpweave_stats.h \
-		$(DESTDIR)$(PREFIX)/lib/pkgconfig/udpweave.pc \
-		$(DESTDIR)$(PREFIX)/share/man/man1/udpweave.1 \
-		$(DESTDIR)$(PREFIX)/share/man/man7/udpweave.7
-	-rmdir $(DESTDIR)$(PREFIX)/lib/udpweave
+		$(DESTDIR)$(LIBDIR)/pkgconfig/udpweave.pc \
+		$(DESTDIR)$(MANDIR)/man1/udpweave.1 \
+		$(DESTDIR)$(MANDIR)/man7/udpweave.7
+	-rmdir $(DESTDIR)$(LIBDIR)/udpweave
+
+# ---- Debian package: build/udpweave_VERSION_ARCH.deb ---------------------
+# `make install` into a staging tree in the Debian layout (the library and
+# its provider in /usr/lib/<multiarch>/udpweave), binaries stripped, man
+# pages and the changelog gzip -9n, then Debian's tools: dpkg-shlibdeps for
+# Depends (liblttng-ust only Recommends: the provider is loaded when
+# tracing can happen, and not at all without it), dpkg-gencontrol (debian/control, debian/changelog) for
+# DEBIAN/control, DEBIAN/md5sums, dpkg-deb to build. Needs dpkg-dev, not
+# root (--root-owner-group).
+DEB_ARCH      ?= $(shell dpkg-architecture -qDEB_HOST_ARCH 2>/dev/null || dpkg --print-architecture)
+DEB_MULTIARCH ?= $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || $(CC) -print-multiarch)
+DEB_WORK       = $(B)/deb
+DEB_ROOT       = $(DEB_WORK)/udpweave
+DEB_LIBDIR     = /usr/lib/$(DEB_MULTIARCH)
+DEB            = $(B)/udpweave_$(VERSION)_$(DEB_ARCH).deb
+
+deb:
+	@command -v dpkg-shlibdeps >/dev/null || { echo "make deb needs dpkg-dev: apt-get install dpkg-dev" >&2; exit 1; }
+	@test -n "$(DEB_MULTIARCH)" || { echo "make deb: no multiarch triplet (dpkg-architecture, $(CC) -print-multiarch)" >&2; exit 1; }
+	@v=$$(dpkg-parsechangelog -l debian/changelog -S Version); test "$$v" = "$(VERSION)" || \
+		{ echo "make deb: debian/changelog is at $$v, VERSION is $(VERSION): add an entry (dch -v $(VERSION))" >&2; exit 1; }
+	rm -rf $(DEB_WORK)
+	$(MAKE) install DESTDIR=$(abspath $(DEB_ROOT)) PREFIX=/usr LIBDIR=$(DEB_LIBDIR) MANDIR=/usr/share/man
+	strip --remove-section=.comment --remove-section=.note $(DEB_ROOT)/usr/bin/udpweave
+	strip --remove-section=.comment --remove-section=.note --strip-unneeded $(DEB_ROOT)$(DEB_LIBDIR)/udpweave/*.so
+	gzip -9n $(DEB_ROOT)/usr/share/man/man1/udpweave.1 $(DEB_ROOT)/usr/share/man/man7/udpweave.7
+	install -d $(DEB_ROOT)/DEBIAN $(DEB_ROOT)/usr/share/doc/udpweave
+	install -m 644 debian/copyright $(DEB_ROOT)/usr/share/doc/udpweave/copyright
+	gzip -9n < debian/changelog > $(DEB_ROOT)/usr/share/doc/udpweave/changelog.gz
+	chmod 644 $(DEB_ROOT)/usr/share/doc/udpweave/changelog.gz
+	dpkg-shlibdeps -T$(DEB_WORK)/substvars -dDepends $(DEB_ROOT)/usr/bin/udpweave \
+		$(DEB_ROOT)$(DEB_LIBDIR)/udpweave/libudpweave.so \
+		$(if $(TP_SO),-dRecommends $(DEB_ROOT)$(DEB_LIBDIR)/udpweave/$(notdir $(TP_SO)))
+	dpkg-gencontrol -pudpweave -v$(VERSION) -cdebian/control -ldebian/changelog \
+		-T$(DEB_WORK)/substvars -f$(DEB_WORK)/files -P$(DEB_ROOT)
+	cd $(DEB_ROOT) && find usr -type f -print0 | LC_ALL=C sort -z | xargs -0 md5sum > DEBIAN/md5sums
+	dpkg-deb --root-owner-group -Zxz --build $(DEB_ROOT) $(DEB)
+	@echo "  DEB     $(DEB)"
 
 deps:
 	@bash scripts/deps.sh
