@@ -39,7 +39,7 @@ CORE_SRC    := core/config.c core/ucopy.c core/rules.c core/fdtable.c core/queue
                core/pace.c core/egress.c core/stats.c core/log.c
 BACKEND_SRC := backend/registry.c backend/common.c backend/mmsg.c backend/passthrough.c backend/route.c \
 	       backend/packet.c backend/resolve.c backend/ring.c backend/uring.c
-PRELOAD_SRC := preload/symbols.c preload/fd.c preload/send.c preload/process.c preload/live.c preload/trace.c preload/signal.c preload/fdnew.c
+PRELOAD_SRC := preload/symbols.c preload/fd.c preload/send.c preload/process.c preload/live.c preload/trace.c preload/signal.c preload/fdnew.c preload/recv.c
 LIB_SRC     := $(CORE_SRC) $(BACKEND_SRC) $(PRELOAD_SRC)
 LIB_OBJ     := $(LIB_SRC:%.c=$(B)/obj/%.o)
 

@@ -959,6 +959,34 @@ static ssize_t send_paced(struct uw_core *c, struct uw_sock *s, const struct uw_
 	return enqueued(c, cs, s, dest, m->len, opened, rel, late);
 }
 
+static bool addr_is_loopback(const struct uw_addr *a)
+{
+	if (a->u.sa.sa_family == AF_INET)
+		return (ntohl(a->u.in.sin_addr.s_addr) >> 24) == 127;
+	if (a->u.sa.sa_family != AF_INET6)
+		return false;
+	if (IN6_IS_ADDR_V4MAPPED(&a->u.in6.sin6_addr))
+		return a->u.in6.sin6_addr.s6_addr[12] == 127;
+	return IN6_IS_ADDR_LOOPBACK(&a->u.in6.sin6_addr);
+}
+
+/* Loopback datagrams are in the receiver's queue when the kernel's send
+ * returns: a process reading what it sent itself must not find them
+ * still here. */
+static void note_local(struct uw_core *c, struct uw_sock *s, const struct uw_addr *dest)
+{
+	if (!atomic_load_explicit(&c->local_queued, memory_order_relaxed) &&
+	    addr_is_loopback(dest->len ? dest : &s->peer))
+		atomic_store_explicit(&c->local_queued, true, memory_order_relaxed);
+}
+
+void uw_core_before_read(struct uw_core *c)
+{
+	if (atomic_load_explicit(&c->local_queued, memory_order_relaxed) &&
+	    atomic_exchange_explicit(&c->local_queued, false, memory_order_relaxed))
+		uw_core_flush(c, UW_FLUSH_BARRIER);
+}
+
 ssize_t uw_core_send(struct uw_core *c, struct uw_sock *s, const struct uw_msg *m)
 {
 	struct uw_addr dest;
@@ -982,6 +1010,7 @@ ssize_t uw_core_send(struct uw_core *c, struct uw_sock *s, const struct uw_msg *
 	/* sendto() naming the connected peer is the same flow as send(). */
 	if (dest.len && (uw_sock_flags(s) & UW_SOCK_CONNECTED) && uw_addr_equal(&dest, &s->peer))
 		dest.len = 0;
+	note_local(c, s, &dest);
 	if (atomic_load_explicit(&c->pace_on, memory_order_relaxed))
 		return send_paced(c, s, m, &dest);
 	core_enter(&cs);

@@ -641,6 +641,10 @@ struct uw_core {
 	struct uw_scratch scratch;	/* flock */
 	uint32_t verify_gen;		/* flushes, for uw_sock.verify_gen (flock) */
 	_Atomic uint64_t queued_total;	/* datagrams in both stages */
+	/* a datagram to a loopback address is queued: a read of this
+	 * process must see it (uw_core_before_read) */
+	_Atomic bool local_queued;
+	_Atomic bool udp_reader;	/* the process has read from a UDP socket */
 
 	/* senders check the deadline every check_every datagrams (qlock) */
 	uint32_t check_every, since_check;
@@ -684,6 +688,9 @@ long uw_core_flush(struct uw_core *c, enum uw_flush_reason why);
 /* Whether this thread is inside the library (its locks may be held), and
  * a terminating signal for it to act on when it leaves (through
  * uw_core_on_deferred: the preload edge's). Async-signal-safe. */
+/* Before a read that may look for what this process sent to itself (recv,
+ * FIONREAD, poll on a UDP socket): what is queued to loopback goes out. */
+void uw_core_before_read(struct uw_core *c);
 bool uw_core_inside(void);
 void uw_core_defer_signal(int sig);
 extern void (*uw_core_on_deferred)(int sig);

@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Local readers see what was sent. A datagram to a loopback address is in
+ * its receiver's queue when the kernel's send returns; a process that
+ * sends to itself and then reads (recv, FIONREAD, poll on the socket) must
+ * find it there, not still in the library's queue. Before such a read on
+ * a UDP socket of ours, or a poll/select naming one, what is queued goes
+ * out (uw_core_before_read: only when something to loopback is queued,
+ * one flag load otherwise). epoll_wait does not say which fds it waits
+ * for: it flushes once the process has read from a UDP socket.
+ *
+ * recvmsg() also brings fds (SCM_RIGHTS): numbers the library may still
+ * hold for a socket closed behind its back.
+ */
+#include <poll.h>
+#include <stdarg.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/select.h>
+
+#include "preload.h"
+
+static inline bool local_pending(void)
+{
+	return atomic_load_explicit(&uw_active, memory_order_relaxed) &&
+	       atomic_load_explicit(&uw_core.local_queued, memory_order_relaxed);
+}
+
+/* A read of fd: flush first if fd is a UDP socket of ours. */
+static void before_read_fd(int fd)
+{
+	if (!local_pending() || !uw_fd_sock(fd))
+		return;
+	atomic_store_explicit(&uw_core.udp_reader, true, memory_order_relaxed);
+	uw_core_before_read(&uw_core);
+}
+
+static void fresh_rights(const struct msghdr *m)
+{
+	for (struct cmsghdr *c = CMSG_FIRSTHDR((struct msghdr *)m); c;
+	     c = CMSG_NXTHDR((struct msghdr *)m, c)) {
+		const int *fds = (const int *)CMSG_DATA(c);
+		size_t n;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++)
+			uw_fd_fresh(fds[i]);
+	}
+}
+
+UW_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
+{
+	uw_bind_real();
+	before_read_fd(fd);
+	return real.recv(fd, buf, len, flags);
+}
+
+UW_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *from,
+			   socklen_t *fromlen)
+{
+	uw_bind_real();
+	before_read_fd(fd);
+	return real.recvfrom(fd, buf, len, flags, from, fromlen);
+}
+
+UW_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	ssize_t rc;
+
+	uw_bind_real();
+	before_read_fd(fd);
+	rc = real.recvmsg(fd, msg, flags);
+	if (rc >= 0 && msg && msg->msg_controllen &&
+	    atomic_load_explicit(&uw_active, memory_order_relaxed))
+		fresh_rights(msg);
+	return rc;
+}
+
+UW_EXPORT int recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags,
+		       struct timespec *timeout)
+{
+	uw_bind_real();
+	before_read_fd(fd);
+	return real.recvmmsg(fd, vec, vlen, flags, timeout);
+}
+
+UW_EXPORT ssize_t read(int fd, void *buf, size_t len)
+{
+	uw_bind_real();
+	before_read_fd(fd);
+	return real.read(fd, buf, len);
+}
+
+UW_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
+{
+	uw_bind_real();
+	before_read_fd(fd);
+	return real.readv(fd, iov, iovcnt);
+}
+
+/* FIONREAD (SIOCINQ) is the one that looks into the receive queue; the
+ * third argument is read as an unsigned long (see fcntl). */
+UW_EXPORT int ioctl(int fd, unsigned long req, ...)
+{
+	va_list ap;
+	unsigned long arg;
+
+	va_start(ap, req);
+	arg = va_arg(ap, unsigned long);
+	va_end(ap);
+	uw_bind_real();
+	if (req == FIONREAD)
+		before_read_fd(fd);
+	return real.ioctl(fd, req, arg);
+}
+
+static void before_poll(const struct pollfd *fds, nfds_t n)
+{
+	if (!local_pending() || !fds)
+		return;
+	for (nfds_t i = 0; i < n; i++) {
+		int fd;
+
+		if (uw_copy_from_user(&fd, &fds[i].fd, sizeof(fd)))
+			return;		/* the kernel's EFAULT */
+		if (fd >= 0 && uw_fd_sock(fd)) {
+			uw_core_before_read(&uw_core);
+			return;
+		}
+	}
+}
+
+UW_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+	uw_bind_real();
+	before_poll(fds, n);
+	return real.poll(fds, n, timeout);
+}
+
+UW_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout,
+		    const sigset_t *mask)
+{
+	uw_bind_real();
+	before_poll(fds, n);
+	return real.ppoll(fds, n, timeout, mask);
+}
+
+static void before_select(int n, const fd_set *r)
+{
+	fd_set copy;
+
+	if (!local_pending() || !r || n <= 0)
+		return;
+	if (n > FD_SETSIZE)
+		n = FD_SETSIZE;
+	if (uw_copy_from_user(&copy, r, ((size_t)n + 7) / 8))
+		return;
+	for (int fd = 0; fd < n; fd++) {
+		if (FD_ISSET(fd, &copy) && uw_fd_sock(fd)) {
+			uw_core_before_read(&uw_core);
+			return;
+		}
+	}
+}
+
+UW_EXPORT int select(int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *timeout)
+{
+	uw_bind_real();
+	before_select(n, r);
+	return real.select(n, r, w, e, timeout);
+}
+
+UW_EXPORT int pselect(int n, fd_set *r, fd_set *w, fd_set *e, const struct timespec *timeout,
+		      const sigset_t *mask)
+{
+	uw_bind_real();
+	before_select(n, r);
+	return real.pselect(n, r, w, e, timeout, mask);
+}
+
+static void before_epoll(void)
+{
+	if (local_pending() && atomic_load_explicit(&uw_core.udp_reader, memory_order_relaxed))
+		uw_core_before_read(&uw_core);
+}
+
+UW_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
+{
+	uw_bind_real();
+	before_epoll();
+	return real.epoll_wait(epfd, ev, max, timeout);
+}
+
+UW_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout,
+			  const sigset_t *mask)
+{
+	uw_bind_real();
+	before_epoll();
+	return real.epoll_pwait(epfd, ev, max, timeout, mask);
+}
