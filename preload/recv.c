@@ -4,7 +4,7 @@
  * its receiver's queue when the kernel's send returns; a process that
  * sends to itself and then reads (recv, FIONREAD, poll on the socket) must
  * find it there, not still in the library's queue. Before such a read on
- * a UDP socket of ours, or a poll/select naming one, what is queued goes
+ * a UDP socket of ours, or a poll/select waiting to read one, what is queued goes
  * out (uw_core_before_read: only when something to loopback is queued,
  * one flag load otherwise). epoll_wait does not say which fds it waits
  * for: it flushes once the process has read from a UDP socket.
@@ -121,11 +121,12 @@ static void before_poll(const struct pollfd *fds, nfds_t n)
 	if (!local_pending() || !fds)
 		return;
 	for (nfds_t i = 0; i < n; i++) {
-		int fd;
+		struct pollfd p;
 
-		if (uw_copy_from_user(&fd, &fds[i].fd, sizeof(fd)))
+		if (uw_copy_from_user(&p, &fds[i], sizeof(p)))
 			return;		/* the kernel's EFAULT */
-		if (fd >= 0 && uw_fd_sock(fd)) {
+		/* waiting to write (ffmpeg polls before each send) is no read */
+		if (p.fd >= 0 && (p.events & (POLLIN | POLLRDNORM)) && uw_fd_sock(p.fd)) {
 			uw_core_before_read(&uw_core);
 			return;
 		}
