@@ -74,6 +74,9 @@ SEND_CALLS = ('sendto', 'sendmsg', 'sendmmsg')
 VARIANTS = {
     'baseline':      {'mode': 'sendto', 'preload': False},
     'shim':          {'mode': 'sendto', 'preload': True},
+    # the same with another build of the library (--ref-lib, e.g. main's):
+    # this tree's cost against it, side by side in one run
+    'shim-ref':      {'mode': 'sendto', 'preload': True, 'ref': True},
     'ideal':         {'mode': 'ideal-gso', 'preload': False},
     'trafgen':       {'mode': 'trafgen', 'preload': False},
     'passthrough':   {'mode': 'sendto', 'preload': True,
@@ -166,7 +169,10 @@ class Runner:
         v = VARIANTS[variant]
         env = []
         if v['preload']:
-            env = ['LD_PRELOAD=' + self.lib, 'UDPWEAVE_STATS=' + stats_path]
+            lib = self.args.ref_lib if v.get('ref') else self.lib
+            if not lib:
+                raise BenchError('variant %s needs --ref-lib' % variant)
+            env = ['LD_PRELOAD=' + lib, 'UDPWEAVE_STATS=' + stats_path]
             env += ['%s=%s' % kv for kv in v.get('env', {}).items()]
             env += self.args.shim_env
         if v['mode'] == 'trafgen':

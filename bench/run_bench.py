@@ -101,6 +101,9 @@ def parse_args():
     g.add_argument('--variants', default=None,
                    help='comma list (default: %s on veth, %s on loopback)'
                    % (','.join(blast_bench.DEFAULT_VETH), ','.join(blast_bench.DEFAULT_LO)))
+    g.add_argument('--ref-lib', default=None, metavar='SO',
+                   help='another build of libudpweave.so for the shim-ref variant '
+                   '(this tree against it in one run)')
     g.add_argument('--rate', type=int, default=0,
                    help='pace every sender at this many datagrams/s (0: as fast as possible)')
     g.add_argument('--no-rx-check', action='store_true')

@@ -35,7 +35,48 @@ extern const struct uw_extable_entry __stop_uw_extable[] __attribute__((visibili
 	".long " #fixup " - .\n"					\
 	".popsection\n"
 
-long uw_copy_from_user(void *dst, const void *src, size_t n)
+/* One 8-byte load from the application: 0 or -EFAULT. */
+static inline long load8(uint64_t *v, const void *p)
+{
+	long ret = 0;
+
+	asm volatile("1:	movq (%[p]), %[v]\n"
+		     "	jmp 3f\n"
+		     "2:	mov %[efault], %[ret]\n"
+		     "3:\n"
+		     UW_EXTABLE(1b, 2b)
+		     : [ret] "+r" (ret), [v] "=r" (*v)
+		     : [p] "r" (p), [efault] "i" (-EFAULT)
+		     : "memory");
+	return ret;
+}
+
+/*
+ * Addresses and headers (8 to 32 bytes) by 8-byte loads, the last one
+ * overlapping: `rep movsb` costs a few ns more to start than such a copy
+ * takes. The destination is the library's own memory.
+ */
+static long copy_small(void *dst, const void *src, size_t n)
+{
+	unsigned char *d = dst;
+	const unsigned char *s = src;
+	uint64_t v;
+
+	for (size_t off = 0; off + 8 <= n; off += 8) {
+		if (load8(&v, s + off))
+			return -EFAULT;
+		memcpy(d + off, &v, 8);
+	}
+	if (n & 7) {
+		if (load8(&v, s + n - 8))
+			return -EFAULT;
+		memcpy(d + n - 8, &v, 8);
+	}
+	return 0;
+}
+
+/* Either side may be the application's. */
+long uw_copy_to_user(void *dst, const void *src, size_t n)
 {
 	long ret = 0;
 
@@ -48,6 +89,13 @@ long uw_copy_from_user(void *dst, const void *src, size_t n)
 		     : [efault] "i" (-EFAULT)
 		     : "memory");
 	return ret;
+}
+
+long uw_copy_from_user(void *dst, const void *src, size_t n)
+{
+	if (n >= 8 && n <= 32)
+		return copy_small(dst, src, n);
+	return uw_copy_to_user(dst, src, n);
 }
 
 bool uw_fault_fixup(void *ucontext)
@@ -67,6 +115,12 @@ bool uw_fault_fixup(void *ucontext)
 #else	/* no fixups on this architecture: plain copies, faults are faults */
 
 long uw_copy_from_user(void *dst, const void *src, size_t n)
+{
+	memcpy(dst, src, n);
+	return 0;
+}
+
+long uw_copy_to_user(void *dst, const void *src, size_t n)
 {
 	memcpy(dst, src, n);
 	return 0;

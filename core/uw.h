@@ -144,6 +144,9 @@ void uw_log(enum uw_log_level level, const char *fmt, ...)
  * say so (a fault during the copy; needs the fault handler of
  * preload/signal.c, which calls uw_fault_fixup). */
 long uw_copy_from_user(void *dst, const void *src, size_t n);
+/* The same where the destination is the application's too (dst of
+ * uw_copy_from_user is the library's own memory). */
+long uw_copy_to_user(void *dst, const void *src, size_t n);
 /* From a SIGSEGV/SIGBUS handler: a fault at one of the copies above is
  * moved to its fixup (true); any other fault is not ours (false). */
 bool uw_fault_fixup(void *ucontext);

@@ -232,7 +232,7 @@ static int queue_mmsg(int (*real_fn)(int, struct mmsghdr *, unsigned int, int),
 
 			/* queued: the kernel would have stored msg_len too,
 			 * or failed with EFAULT (the datagram is sent) */
-			if (uw_copy_from_user(&vec[i].msg_len, &sent, sizeof(sent)))
+			if (uw_copy_to_user(&vec[i].msg_len, &sent, sizeof(sent)))
 				return i ? (int)i : (int)uw_ret(-EFAULT, saved);
 			continue;
 		}

@@ -321,7 +321,7 @@ UW_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *
 		return -1;
 	}
 	rc = managed_sigaction(sig, act ? &a : NULL, old ? &o : NULL);
-	if (!rc && old && uw_copy_from_user(old, &o, sizeof(o))) {
+	if (!rc && old && uw_copy_to_user(old, &o, sizeof(o))) {
 		errno = EFAULT;
 		return -1;
 	}

@@ -54,6 +54,13 @@ static void readable_memory_is_copied(void **state)
 	for (size_t i = 0; i < sizeof(dst); i++)
 		assert_int_equal(dst[i], 0xab);
 	assert_int_equal(uw_copy_from_user(dst, NULL, 0), 0);	/* nothing to read */
+	for (size_t n = 1; n <= 40; n++) {	/* every size of the small path */
+		memset(dst, 0, sizeof(dst));
+		assert_int_equal(uw_copy_from_user(dst, map + 3, n), 0);
+		for (size_t i = 0; i < n; i++)
+			assert_int_equal(dst[i], 0xab);
+		assert_int_equal(dst[n], 0);
+	}
 }
 
 static void a_fault_is_efault(void **state)
@@ -66,8 +73,12 @@ static void a_fault_is_efault(void **state)
 	assert_int_equal(uw_copy_from_user(dst, map + page, 1), -EFAULT);
 	/* running off the end of the readable page */
 	assert_int_equal(uw_copy_from_user(dst, map + page - 8, sizeof(dst)), -EFAULT);
-	/* a bad destination too (the msg_len the library stores) */
-	assert_int_equal(uw_copy_from_user(map + page, dst, 4), -EFAULT);
+	/* small copies (addresses, iovecs) take 8-byte loads: each may fault */
+	assert_int_equal(uw_copy_from_user(dst, map + page - 8, 16), -EFAULT);
+	assert_int_equal(uw_copy_from_user(dst, map + page - 12, 28), -EFAULT);
+	assert_int_equal(uw_copy_from_user(dst, map + page - 28, 28), 0);
+	/* a bad destination (the msg_len the library stores) */
+	assert_int_equal(uw_copy_to_user(map + page, dst, 4), -EFAULT);
 	/* many in a row: the signal is not left blocked by the fixup */
 	for (int i = 0; i < 1000; i++)
 		assert_int_equal(uw_copy_from_user(dst, (void *)8, 1), -EFAULT);
