@@ -23,8 +23,9 @@
  *
  * The table is changed by sigaction() with every signal blocked and under
  * a spin lock (sigaction is async-signal-safe: it may be called from a
- * handler), and read by the handlers under a sequence count.
+ * handler), which the handlers take to read it.
  */
+#include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -53,7 +54,6 @@ struct sig_slot {
 
 static struct sig_slot slots[NSIG];
 static atomic_flag table_lock = ATOMIC_FLAG_INIT;
-static _Atomic unsigned int table_seq;
 static _Atomic bool signals_ready;
 
 static int real_sigaction(int sig, const struct sigaction *act, struct sigaction *old)
@@ -62,35 +62,41 @@ static int real_sigaction(int sig, const struct sigaction *act, struct sigaction
 	       (int)syscall(SYS_rt_sigaction, sig, act, old, _NSIG / 8);
 }
 
+static void table_lock_take(void)
+{
+	while (atomic_flag_test_and_set_explicit(&table_lock, memory_order_acquire))
+		;
+}
+
+static void table_lock_drop(void)
+{
+	atomic_flag_clear_explicit(&table_lock, memory_order_release);
+}
+
+/* Writers hold the lock with every signal blocked: a handler can never
+ * interrupt its own thread's writer, so handlers may take it too. */
 static void table_write_begin(sigset_t *saved)
 {
 	sigset_t all;
 
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, saved);
-	while (atomic_flag_test_and_set_explicit(&table_lock, memory_order_acquire))
-		;
-	atomic_fetch_add_explicit(&table_seq, 1, memory_order_relaxed);
-	atomic_thread_fence(memory_order_release);
+	table_lock_take();
 }
 
 static void table_write_end(const sigset_t *saved)
 {
-	atomic_fetch_add_explicit(&table_seq, 1, memory_order_release);
-	atomic_flag_clear_explicit(&table_lock, memory_order_release);
+	table_lock_drop();
 	pthread_sigmask(SIG_SETMASK, saved, NULL);
 }
 
-/* A consistent copy of the application's action for sig. */
+/* A consistent copy of the application's action for sig (from a handler:
+ * another thread's writer holds the lock for a few instructions). */
 static void app_action(int sig, struct sigaction *out)
 {
-	unsigned int seq;
-
-	do {
-		seq = atomic_load_explicit(&table_seq, memory_order_acquire);
-		*out = slots[sig].app;
-		atomic_thread_fence(memory_order_acquire);
-	} while ((seq & 1) || seq != atomic_load_explicit(&table_seq, memory_order_relaxed));
+	table_lock_take();
+	*out = slots[sig].app;
+	table_lock_drop();
 }
 
 static bool is_default(const struct sigaction *sa)
@@ -270,6 +276,8 @@ void uw_signals_init(void)
 
 /* ---- the interposers ---------------------------------------------------- */
 
+static int shared_sigaction(int sig, const struct sigaction *act, struct sigaction *old);
+
 /* sigaction for a signal the library handles: the application's view
  * and choice in the table; the kernel gets the library's handler where it
  * has to stand in front, the application's otherwise. */
@@ -305,17 +313,42 @@ static int managed_sigaction(int sig, const struct sigaction *act, struct sigact
 	return rc;
 }
 
+/* Before the library's signals are set up, sigaction may be called by a
+ * sanitizer runtime initialising itself (ThreadSanitizer does, from the
+ * first intercepted call): nothing instrumented may run then, not even
+ * the library's lazy binding. */
+#if defined(__SANITIZE_THREAD__)
+#define UW_NO_TSAN __attribute__((no_sanitize("thread")))
+#else
+#define UW_NO_TSAN
+#endif
+
+UW_NO_TSAN static int next_sigaction(int sig, const struct sigaction *act,
+				     struct sigaction *old)
+{
+	static int (*fn)(int, const struct sigaction *, struct sigaction *);
+
+	if (!fn)
+		fn = (int (*)(int, const struct sigaction *, struct sigaction *))
+			dlsym(RTLD_NEXT, "sigaction");
+	return fn(sig, act, old);
+}
+
 /* Reading what the application passed may fault like any other pointer
  * argument: the kernel's EFAULT. */
-UW_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+UW_EXPORT UW_NO_TSAN int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+	if (!atomic_load_explicit(&signals_ready, memory_order_acquire) || sig <= 0 ||
+	    sig >= NSIG || slots[sig].role == ROLE_NONE)
+		return next_sigaction(sig, act, old);
+	return shared_sigaction(sig, act, old);
+}
+
+static int shared_sigaction(int sig, const struct sigaction *act, struct sigaction *old)
 {
 	struct sigaction a, o;
 	int rc;
 
-	uw_bind_real();
-	if (!atomic_load_explicit(&signals_ready, memory_order_acquire) || sig <= 0 ||
-	    sig >= NSIG || slots[sig].role == ROLE_NONE)
-		return real.sigaction(sig, act, old);
 	if (act && uw_copy_from_user(&a, act, sizeof(a))) {
 		errno = EFAULT;
 		return -1;
