@@ -28,6 +28,7 @@ static struct uw_stats_segment *seg;
 static char seg_path[64];
 static uint64_t next_publish_ns;
 static bool seg_failed;
+static _Atomic bool seg_named;	/* seg_path names a segment of this image */
 
 /*
  * Segments of pids that no longer exist, left by processes that were
@@ -92,6 +93,7 @@ static struct uw_stats_segment *seg_create(void)
 	}
 	memcpy(s->magic, UW_STATS_MAGIC, sizeof(s->magic));
 	s->pid = (uint32_t)getpid();
+	atomic_store_explicit(&seg_named, true, memory_order_release);
 	sweep_stale();
 	return s;
 }
@@ -139,7 +141,7 @@ void uw_live_close(void)
 	int saved = errno;
 
 	if (uw_core_inside()) {
-		if (seg)
+		if (atomic_load_explicit(&seg_named, memory_order_acquire))
 			unlink(seg_path);
 		errno = saved;
 		return;
@@ -149,6 +151,7 @@ void uw_live_close(void)
 		munmap(seg, UW_STATS_SEGMENT_SIZE);
 		unlink(seg_path);
 		seg = NULL;
+		atomic_store_explicit(&seg_named, false, memory_order_relaxed);
 	}
 	next_publish_ns = 0;
 	pthread_mutex_unlock(&uw_core.flock);
@@ -162,6 +165,7 @@ void uw_live_after_fork_child(void)
 	if (seg)
 		munmap(seg, UW_STATS_SEGMENT_SIZE);
 	seg = NULL;
+	atomic_store_explicit(&seg_named, false, memory_order_relaxed);
 	seg_failed = false;
 	next_publish_ns = 0;
 }
