@@ -13,6 +13,7 @@
  * the core.
  */
 #include <limits.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -204,6 +205,11 @@ UW_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 	return rc;
 }
 
+/* The address of vec[i].field by arithmetic: vec may be any bad pointer,
+ * which only the copies may touch. */
+#define mmsg_field(vec, i, field) \
+	((void *)((uintptr_t)(vec) + (i) * sizeof(struct mmsghdr) + offsetof(struct mmsghdr, field)))
+
 /* Messages are queued one by one; at the first one the core will not take,
  * what was queued goes out and the rest is the kernel's. Return values as
  * the kernel's: the number of messages taken, msg_len set on each. */
@@ -225,14 +231,14 @@ static int queue_mmsg(int (*real_fn)(int, struct mmsghdr *, unsigned int, int),
 		ssize_t rc = UW_PASS;
 		int r;
 
-		if (msg_from_hdr(&m, &copy, &vec[i].msg_hdr, flags))
+		if (msg_from_hdr(&m, &copy, mmsg_field(vec, i, msg_hdr), flags))
 			rc = uw_core_send(&uw_core, s, &m);
 		if (rc >= 0) {
 			unsigned int sent = (unsigned int)rc;
 
 			/* queued: the kernel would have stored msg_len too,
 			 * or failed with EFAULT (the datagram is sent) */
-			if (uw_copy_to_user(&vec[i].msg_len, &sent, sizeof(sent)))
+			if (uw_copy_to_user(mmsg_field(vec, i, msg_len), &sent, sizeof(sent)))
 				return i ? (int)i : (int)uw_ret(-EFAULT, saved);
 			continue;
 		}
