@@ -827,15 +827,21 @@ static ssize_t enqueued(struct uw_core *c, int cs, struct uw_sock *s, const stru
 	return (ssize_t)len;
 }
 
-/* The payload could not be read (qlock held; let go here): nothing was
- * queued, so the kernel answers the call, after the socket's queue. */
+/* Nothing of this call is queued: the kernel answers it, after the
+ * socket's queue (its order), counted as a passthrough call. */
+static ssize_t to_kernel(struct uw_core *c, struct uw_sock *s)
+{
+	uw_core_flush_sock(c, s, UW_FLUSH_BARRIER);
+	uw_stat_add(&c->stats.passthrough_calls, 1);
+	return UW_PASS;
+}
+
+/* The payload could not be read (qlock held; let go here). */
 static ssize_t faulted(struct uw_core *c, struct uw_sock *s, int cs)
 {
 	pthread_mutex_unlock(&c->qlock);
 	core_leave(cs);
-	uw_core_flush_sock(c, s, UW_FLUSH_BARRIER);
-	uw_stat_add(&c->stats.passthrough_calls, 1);
-	return UW_PASS;
+	return to_kernel(c, s);
 }
 
 static ssize_t queue_default(struct uw_core *c, struct uw_sock *s, const struct uw_msg *m,
@@ -994,11 +1000,8 @@ ssize_t uw_core_send(struct uw_core *c, struct uw_sock *s, const struct uw_msg *
 
 	if (uw_in_core)		/* a signal handler interrupted the library */
 		return UW_PASS;
-	if (!uw_msg_queueable(s, m)) {
-		uw_core_flush_sock(c, s, UW_FLUSH_BARRIER);
-		uw_stat_add(&c->stats.passthrough_calls, 1);
-		return UW_PASS;
-	}
+	if (!uw_msg_queueable(s, m))
+		return to_kernel(c, s);
 	if (atomic_load_explicit(&s->pending_err, memory_order_relaxed)) {
 		err = atomic_exchange_explicit(&s->pending_err, 0, memory_order_relaxed);
 		if (err)

@@ -37,7 +37,8 @@ static ssize_t submit(struct uw_sock *s, const struct uw_msg *m)
 	return uw_ret(rc, saved);
 }
 
-/* What cannot be read goes to the kernel, after the socket's queue. */
+/* What the library does not take (unreadable, control data, unqueueable)
+ * goes to the kernel, after the socket's queue. */
 static ssize_t submit_refused(struct uw_sock *s)
 {
 	uw_core_flush_sock(&uw_core, s, UW_FLUSH_BARRIER);
@@ -196,7 +197,7 @@ UW_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 	if (!s)
 		return real.sendmsg(fd, msg, flags);
 	if (!msg_from_hdr(&m, &copy, msg, flags)) {
-		uw_core_flush_sock(&uw_core, s, UW_FLUSH_BARRIER);
+		submit_refused(s);
 		return real.sendmsg(fd, msg, flags);
 	}
 	rc = submit(s, &m);
@@ -249,7 +250,7 @@ static int queue_mmsg(int (*real_fn)(int, struct mmsghdr *, unsigned int, int),
 			atomic_store(&s->pending_err, (int)-rc);
 			break;
 		}
-		uw_core_flush_sock(&uw_core, s, UW_FLUSH_BARRIER);
+		submit_refused(s);
 		errno = saved;
 		r = real_fn(fd, vec + i, vlen - i, flags);
 		if (r < 0)
