@@ -60,11 +60,13 @@ enum uw_be_action {
 	UW_BE_RETRY,	/* send the same message again */
 	UW_BE_DROP,	/* the kernel would have refused it too: count, move on */
 	UW_BE_UNGSO,	/* resend the run as plain datagrams */
+	/* the socket is full: this message and the socket's later ones are
+	 * held (uw_be_hold), for the core to send when there is room */
+	UW_BE_PARK,
 };
 
 /* Retry state of one message; reset after every success. */
 struct uw_retry {
-	unsigned int again_ms;
 	unsigned int nobufs;
 	bool async_retried;
 };
@@ -77,6 +79,9 @@ enum uw_be_action uw_be_on_error(struct uw_backend *be, struct uw_retry *rs,
 int uw_be_gso_einval(struct uw_backend *be, struct uw_run *r);
 /* The first datagrams..., n of them, were refused for good. */
 void uw_be_drop(struct uw_run *r, const struct iovec *iov, uint32_t n);
+/* The socket is full from datagram first of run r on: that run's rest and
+ * the runs after it up to end (the socket's) are held, not sent. */
+void uw_be_hold(struct uw_run *r, uint32_t first, struct uw_run *end);
 
 uint32_t uw_route_max_segment(const struct uw_sys *sys, struct uw_sock *s,
 			      const struct uw_addr *dest);

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The error policy every backend shares (design §3.5): transient refusals
- * are retried, a refused GSO run is resent as plain datagrams, and an
+ * The error policy every backend shares (design §3.5): a full socket
+ * (EAGAIN; ENOBUFS after a short back-off) is never waited for here, its
+ * runs are held for the core (core/held.c); a refused GSO run is resent
+ * as plain datagrams; and an
  * error the kernel reports for the socket (ICMP, routing, firewall) is kept
  * for the application's next send. Such an error may have been the
  * socket's pending one, consumed by this very send: the message is tried
@@ -14,9 +16,7 @@
 #include "backend.h"
 #include "trace.h"
 
-#define UW_AGAIN_POLL_MS	100u
-#define UW_AGAIN_MAX_MS		10000u	/* a socket that stays full this long */
-#define UW_NOBUFS_MAX		400u	/* ~2 s of growing back-off */
+#define UW_NOBUFS_MAX		4u	/* 0.75 ms of growing back-off, then held */
 
 static void note_async_error(struct uw_backend *be, struct uw_sock *s, int fd, int err)
 {
@@ -27,6 +27,7 @@ static void note_async_error(struct uw_backend *be, struct uw_sock *s, int fd, i
 	if (err > 0 && err < (int)UW_ARRAY_SIZE(be->stats->async_errno))
 		uw_stat_add(&be->stats->async_errno[err], 1);
 	atomic_compare_exchange_strong(&s->pending_err, &none, err);
+	uw_core_sync_error(s, be->sys->now_ns());	/* its next sends: the kernel's */
 }
 
 static void backoff(struct uw_backend *be, unsigned int k)
@@ -44,15 +45,9 @@ enum uw_be_action uw_be_on_error(struct uw_backend *be, struct uw_retry *rs,
 	case EINTR:
 		return UW_BE_RETRY;
 	case EAGAIN:
-		if (rs->again_ms < UW_AGAIN_MAX_MS) {
-			struct pollfd p = { .fd = fd, .events = POLLOUT };
-
-			be->sys->poll(&p, 1, (int)UW_AGAIN_POLL_MS);
-			rs->again_ms += UW_AGAIN_POLL_MS;
-			uw_stat_add(&be->stats->retries, 1);
-			return UW_BE_RETRY;
-		}
-		break;
+		/* never a wait in the flush: the socket's own list waits */
+		uw_stat_add(&be->stats->retries, 1);
+		return UW_BE_PARK;
 	case ENOBUFS:
 	case ENOMEM:
 		if (rs->nobufs < UW_NOBUFS_MAX) {
@@ -60,7 +55,8 @@ enum uw_be_action uw_be_on_error(struct uw_backend *be, struct uw_retry *rs,
 			uw_stat_add(&be->stats->retries, 1);
 			return UW_BE_RETRY;
 		}
-		break;
+		uw_stat_add(&be->stats->retries, 1);
+		return UW_BE_PARK;
 	case EIO:
 	case EINVAL:
 		if (gso) {
@@ -103,5 +99,14 @@ void uw_be_drop(struct uw_run *r, const struct iovec *iov, uint32_t n)
 	for (uint32_t i = 0; i < n; i++) {
 		r->dropped++;
 		r->dropped_bytes += (uint32_t)iov[i].iov_len;
+	}
+}
+
+void uw_be_hold(struct uw_run *r, uint32_t first, struct uw_run *end)
+{
+	for (; r < end; r++, first = 0) {
+		for (uint32_t i = first; i < r->nseg; i++)
+			r->held_bytes += (uint32_t)r->iov[i].iov_len;
+		r->held = r->nseg - first;
 	}
 }

@@ -174,7 +174,8 @@ static void send_group(struct uw_backend *be, struct uw_group *g)
 	while (i < (size_t)n) {
 		unsigned int vlen = (size_t)n - i > UW_UIO_MAXIOV ? UW_UIO_MAXIOV
 								   : (unsigned int)((size_t)n - i);
-		int rc = be->sys->sendmmsg(fd, &p->mm[i], vlen, MSG_NOSIGNAL);
+		/* never waiting for room: a full socket's runs are held */
+		int rc = be->sys->sendmmsg(fd, &p->mm[i], vlen, MSG_NOSIGNAL | MSG_DONTWAIT);
 		int err = errno;
 		struct uw_run *r;
 
@@ -207,6 +208,9 @@ static void send_group(struct uw_backend *be, struct uw_group *g)
 			i++;
 			memset(&rs, 0, sizeof(rs));
 			break;
+		case UW_BE_PARK:
+			uw_be_hold(r, p->first[i], g->runs + g->nruns);
+			return;
 		case UW_BE_UNGSO:
 			/* Messages are whole runs in GSO mode: resend from this
 			 * run on as plain datagrams. */

@@ -61,6 +61,7 @@ const char *const uw_pkt_fb_name[UW_PKT_FB__COUNT] = {
 	[UW_PKT_FB_OVERSIZE]	= "above_mtu",
 	[UW_PKT_FB_TUNNEL]	= "tunnel",
 	[UW_PKT_FB_LINK]	= "link_type",
+	[UW_PKT_FB_SHAPER]	= "shaper",
 	[UW_PKT_FB_NO_RING]	= "no_ring",
 	[UW_PKT_FB_UNRESOLVED]	= "unresolved_neighbour",
 	[UW_PKT_FB_MC_LOOP]	= "multicast_loop",
@@ -673,6 +674,10 @@ static uint8_t resolve_flow(struct pkt_priv *p, struct uw_backend *be, struct uw
 	}
 	if (l2 && link.addr_len != 6)
 		return UW_PKT_FB_LINK;
+	/* a ring has no send buffer: toward a shaper it would overflow the
+	 * qdisc's queue in silence */
+	if (sys->egress_shapes && sys->egress_shapes(e->dest.len ? &e->dest : &s->peer) == 1)
+		return UW_PKT_FB_SHAPER;
 	e->ifindex = rt.oif;
 	e->max_payload = (rt.mtu && rt.mtu < link.mtu ? rt.mtu : link.mtu) -
 			 (e->family == AF_INET ? 28u : 48u);
@@ -873,18 +878,36 @@ static void count_fallback(struct uw_stats *st, unsigned int why, uint64_t n)
 		uw_stat_add(&st->pkt.fallback[why], n);
 }
 
-/* One datagram through the application's socket, now (a neighbour refresh). */
+/* A datagram in the middle of the ring's work cannot wait on its socket's
+ * list (the rest of its run may go by the ring): a full socket is waited
+ * for here, this long at most, then the datagram is dropped, counted. */
+#define UW_PKT_ONE_WAIT_MS	1000
+
+/* One datagram through the application's socket, now (a neighbour refresh,
+ * a frame that does not fit, a stuck ring). */
 static void send_one(struct uw_backend *be, struct uw_run *r, uint32_t seg)
 {
 	struct uw_run one = *r;
 	struct uw_group g = { r->sock, &one, 1 };
+	struct pollfd pfd = { .fd = atomic_load_explicit(&r->sock->fd, memory_order_relaxed),
+			      .events = POLLOUT };
 
 	one.iov = r->iov + seg;
 	one.nseg = 1;
 	one.seg_size = one.bytes = (uint32_t)r->iov[seg].iov_len;
-	one.dropped = one.dropped_bytes = 0;
-	uw_backend_passthrough.send_batch(be, &(struct uw_batch){
-		.groups = &g, .ngroups = 1, .runs = &one, .nruns = 1, .nflows = 1 });
+	for (int waited = 0;; waited += 10) {
+		one.dropped = one.dropped_bytes = one.held = one.held_bytes = 0;
+		uw_backend_passthrough.send_batch(be, &(struct uw_batch){
+			.groups = &g, .ngroups = 1, .runs = &one, .nruns = 1, .nflows = 1 });
+		if (!one.held)
+			break;
+		if (waited >= UW_PKT_ONE_WAIT_MS) {
+			one.dropped = 1;
+			one.dropped_bytes = one.bytes;
+			break;
+		}
+		be->sys->poll(&pfd, 1, 10);
+	}
 	r->dropped += one.dropped;
 	r->dropped_bytes += one.dropped_bytes;
 }
@@ -973,8 +996,13 @@ static void send_fallback(struct pkt_priv *p, struct uw_backend *be, struct uw_b
 		.groups = p->fb_groups, .ngroups = ng, .runs = p->fb_runs, .nruns = n,
 		.nflows = b->nflows });
 	for (size_t i = 0; i < n; i++) {
-		b->runs[p->fb_from[i]].dropped += p->fb_runs[i].dropped;
-		b->runs[p->fb_from[i]].dropped_bytes += p->fb_runs[i].dropped_bytes;
+		struct uw_run *r = &b->runs[p->fb_from[i]];
+
+		r->dropped += p->fb_runs[i].dropped;
+		r->dropped_bytes += p->fb_runs[i].dropped_bytes;
+		/* a full socket: the run's tail (this one is its tail) is held */
+		r->held = p->fb_runs[i].held;
+		r->held_bytes = p->fb_runs[i].held_bytes;
 	}
 }
 

@@ -28,6 +28,8 @@ enum uw_pkt_fb {
 	UW_PKT_FB_ROUTE,	/* unreachable, prohibited, or lookup failed */
 	UW_PKT_FB_OPTIONS,	/* IP options or similar on the socket */
 	UW_PKT_FB_NEIGH_TRIGGER, /* first datagram sent to refresh a neighbour */
+	UW_PKT_FB_SHAPER,	/* the device's root qdisc shapes (tbf, htb...):
+				 * the sockets' send buffers pace the sender */
 	UW_PKT_FB__COUNT
 };
 

@@ -16,7 +16,9 @@ static int pt_open(struct uw_backend *be, const struct uw_config *cfg)
 	return 0;
 }
 
-static void send_one(struct uw_backend *be, struct uw_run *r, uint32_t k)
+/* Datagram k of r: false when the socket is full (it and the rest of r
+ * are then held). */
+static bool send_one(struct uw_backend *be, struct uw_run *r, uint32_t k)
 {
 	struct uw_sock *s = r->sock;
 	int fd = atomic_load_explicit(&s->fd, memory_order_relaxed);
@@ -44,25 +46,43 @@ static void send_one(struct uw_backend *be, struct uw_run *r, uint32_t k)
 		memcpy(CMSG_DATA(cm), &r->txtime_ns, sizeof(uint64_t));
 	}
 	for (;;) {
-		ssize_t rc = be->sys->sendmsg(fd, &h, MSG_NOSIGNAL);
+		ssize_t rc = be->sys->sendmsg(fd, &h, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 		uw_stat_add(&be->stats->syscalls, 1);
 		uw_stat_add(&be->stats->pt_calls, 1);
 		uw_trace(backend_send, "passthrough", 1, 1, rc < 0 ? -errno : 1);
 		if (rc >= 0)
-			return;
-		if (uw_be_on_error(be, &rs, s, fd, errno, false) == UW_BE_DROP) {
+			return true;
+		switch (uw_be_on_error(be, &rs, s, fd, errno, false)) {
+		case UW_BE_DROP:
 			uw_be_drop(r, r->iov + k, 1);
-			return;
+			return true;
+		case UW_BE_PARK:
+			uw_be_hold(r, k, r + 1);
+			return false;
+		default:
+			break;
 		}
 	}
 }
 
 static int pt_send_batch(struct uw_backend *be, struct uw_batch *b)
 {
-	for (size_t i = 0; i < b->nruns; i++)
-		for (uint32_t k = 0; k < b->runs[i].nseg; k++)
-			send_one(be, &b->runs[i], k);
+	for (size_t i = 0; i < b->nruns; i++) {
+		struct uw_run *r = &b->runs[i];
+
+		if (r->held)	/* its socket was found full */
+			continue;
+		for (uint32_t k = 0; k < r->nseg; k++) {
+			if (send_one(be, r, k))
+				continue;
+			/* full: the socket's later runs wait behind this one */
+			for (size_t j = i + 1; j < b->nruns; j++)
+				if (b->runs[j].sock == r->sock && !b->runs[j].held)
+					uw_be_hold(&b->runs[j], 0, &b->runs[j] + 1);
+			break;
+		}
+	}
 	return 0;
 }
 

@@ -99,6 +99,17 @@ static int probe_mtu(const struct uw_sys *sys, const struct uw_addr *dest)
 	return mtu;
 }
 
+/* Toward a shaper (tbf, htb...) datagrams go alone: a GSO run is one
+ * packet to its queue, or cut up at once, and the socket's send buffer
+ * (the pace a sender meets without the library) no longer holds the
+ * sender back; the queue's overflow would be dropped in silence. */
+static uint32_t unless_shaped(const struct uw_sys *sys, const struct uw_addr *dest, uint32_t seg)
+{
+	if (seg && sys->egress_shapes && sys->egress_shapes(dest) == 1)
+		return UW_SEG_PLAIN;
+	return seg;
+}
+
 uint32_t uw_route_max_segment(const struct uw_sys *sys, struct uw_sock *s,
 			      const struct uw_addr *dest)
 {
@@ -115,6 +126,7 @@ uint32_t uw_route_max_segment(const struct uw_sys *sys, struct uw_sock *s,
 		seg = seg_from_mtu(s->family,
 				   sock_mtu(sys, atomic_load_explicit(&s->fd, memory_order_relaxed),
 					    s->family));
+		seg = unless_shaped(sys, &s->peer, seg);
 		s->mtu = seg;
 		s->mtu_expiry_ns = now + (seg ? UW_ROUTE_TTL_NS : UW_ROUTE_FAIL_TTL_NS);
 		errno = saved;
@@ -124,7 +136,7 @@ uint32_t uw_route_max_segment(const struct uw_sys *sys, struct uw_sock *s,
 	e = route_slot(&key, now, &hit);
 	if (hit)
 		return e->max_seg;
-	seg = seg_from_mtu(dest->u.sa.sa_family, probe_mtu(sys, dest));
+	seg = unless_shaped(sys, dest, seg_from_mtu(dest->u.sa.sa_family, probe_mtu(sys, dest)));
 	e->dest = key;
 	e->max_seg = seg;
 	e->expiry_ns = now + (seg ? UW_ROUTE_TTL_NS : UW_ROUTE_FAIL_TTL_NS);

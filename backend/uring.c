@@ -88,6 +88,10 @@ struct ur_msg {
 };
 
 /* The messages of one socket, in the order they must leave. */
+/* Never SIGPIPE; never waiting for room inside the ring (the flush would
+ * wait for the completion): a full socket's runs are held by the core. */
+#define UR_MSG_FLAGS	(MSG_NOSIGNAL | MSG_DONTWAIT)
+
 struct ur_chain {
 	struct uw_sock *sock;
 	int fd;
@@ -470,7 +474,7 @@ static void prep_msg(struct uw_backend *be, struct uring_priv *p, struct io_urin
 	m->zc = goes_zero_copy(p, m);
 	m->fixed = m->zc && p->zc_fixed;
 	if (m->zc) {
-		io_uring_prep_sendmsg_zc(sqe, c->fd, h, MSG_NOSIGNAL);
+		io_uring_prep_sendmsg_zc(sqe, c->fd, h, UR_MSG_FLAGS);
 		sqe->ioprio |= IORING_SEND_ZC_REPORT_USAGE;
 		if (m->fixed) {
 			sqe->ioprio |= IORING_RECVSEND_FIXED_BUF;
@@ -479,9 +483,10 @@ static void prep_msg(struct uw_backend *be, struct uring_priv *p, struct io_urin
 	} else if (!h->msg_controllen && m->nseg == 1 && !r->dest->len) {
 		/* a plain datagram on a connected socket: no msghdr for the
 		 * kernel to copy and import */
-		io_uring_prep_send(sqe, c->fd, h->msg_iov[0].iov_base, h->msg_iov[0].iov_len, MSG_NOSIGNAL);
+		io_uring_prep_send(sqe, c->fd, h->msg_iov[0].iov_base, h->msg_iov[0].iov_len,
+				   UR_MSG_FLAGS);
 	} else {
-		io_uring_prep_sendmsg(sqe, c->fd, h, MSG_NOSIGNAL);
+		io_uring_prep_sendmsg(sqe, c->fd, h, UR_MSG_FLAGS);
 	}
 	if (link)
 		sqe->flags |= IOSQE_IO_LINK;
@@ -530,11 +535,15 @@ static void send_plainly(struct uw_backend *be, struct uring_priv *p, struct ur_
 
 		r.iov += m->first;
 		r.nseg = m->nseg;
-		r.dropped = r.dropped_bytes = 0;
+		r.dropped = r.dropped_bytes = r.held = r.held_bytes = 0;
 		uw_backend_passthrough.send_batch(be, &(struct uw_batch){
 			.groups = &g, .ngroups = 1, .runs = &r, .nruns = 1 });
 		m->run->dropped += r.dropped;
 		m->run->dropped_bytes += r.dropped_bytes;
+		if (r.held) {	/* full: this and the socket's later ones wait */
+			uw_be_hold(m->run, m->first + r.nseg - r.held, c->runs_end);
+			return;
+		}
 	}
 }
 
@@ -597,6 +606,11 @@ static void on_failure(struct uw_backend *be, struct uring_priv *p, struct ur_ch
 		c->next = k + 1;
 		c->probe = false;
 		memset(&c->rs, 0, sizeof(c->rs));
+		break;
+	case UW_BE_PARK:
+		uw_be_hold(r, m->first, c->runs_end);
+		c->next = c->end;
+		c->probe = false;
 		break;
 	case UW_BE_UNGSO:
 		/* Messages are whole runs in GSO mode: this run and the

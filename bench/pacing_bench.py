@@ -178,7 +178,8 @@ def one_run(topo, args, name, shim_env, interval_us, port, tmp):
     if st is None:
         r['syscalls_per_dgram'] = snd['send_calls'] / snd['sent']
     else:
-        calls = st['syscalls'] + st['pacing']['direct_datagrams'] + st['passthrough_calls']
+        calls = (st['syscalls'] + st['pacing']['direct_datagrams'] + st['passthrough_calls'] +
+                 st.get('sync_calls', 0))
         r['syscalls_per_dgram'] = calls / st['datagrams_in'] if st['datagrams_in'] else None
         r['backend'] = st['backend']
         r['wake_late_us'] = st['flush_thread_wake_late_us']

@@ -56,12 +56,14 @@ static bool sum_members(const struct uw_json *j, const char *obj, uint64_t *sum,
 
 static bool fill_syscalls(const struct uw_json *j, uint64_t *value, char *note, size_t len)
 {
-	uint64_t out;
+	uint64_t out, sync = 0;
 
 	if (!uw_json_u64(j, "syscalls", value))
 		return false;
-	if (*value && uw_json_u64(j, "datagrams_out", &out))
-		snprintf(note, len, "%.1f datagrams per syscall", (double)out / (double)*value);
+	uw_json_u64(j, "sync_datagrams", &sync);	/* went out by the app's own calls */
+	if (*value && uw_json_u64(j, "datagrams_out", &out) && out >= sync)
+		snprintf(note, len, "%.1f datagrams per syscall",
+			 (double)(out - sync) / (double)*value);
 	return true;
 }
 
@@ -185,6 +187,7 @@ static const struct row rows[] = {
 	{ "bytes out",		"bytes_out",		ROW_BYTES, true, NULL },
 	{ "datagrams dropped",	"datagrams_dropped",	ROW_COUNT, true, NULL },
 	{ "passthrough calls",	"passthrough_calls",	ROW_COUNT, true, NULL },
+	{ "sync sends",		"sync_calls",		ROW_COUNT, true, NULL },
 	{ "syscalls",		NULL,			ROW_COUNT, true, fill_syscalls },
 	{ "batches",		"batches",		ROW_COUNT, true, NULL },
 	{ "GSO runs",		NULL,			ROW_COUNT, true, fill_gso_runs },

@@ -58,6 +58,16 @@ static uint32_t flow_max_segment(struct uw_backend *be, struct uw_flow *f)
 	return be->ops->max_segment(be, f->sock, &f->dest);
 }
 
+/* A run is one skb, which the kernel lets a socket have even past its
+ * send buffer: no more than half of that buffer in one piece, so that
+ * what the socket has in flight stays near what the kernel allows it. */
+static uint32_t run_max_bytes(struct uw_sock *s)
+{
+	uint32_t half = atomic_load_explicit(&s->sndbuf, memory_order_relaxed) / 2;
+
+	return half && half < UW_GSO_MAX_BYTES ? half : UW_GSO_MAX_BYTES;
+}
+
 /* May the run r (segments of seg bytes so far) take datagram d next? */
 static bool run_takes(const struct uw_run *r, uint32_t seg, uint32_t max_seg,
 		      const struct uw_dgram *d)
@@ -68,7 +78,7 @@ static bool run_takes(const struct uw_run *r, uint32_t seg, uint32_t max_seg,
 		return false;
 	if (d->len > seg || d->len == 0)
 		return false;
-	return r->nseg < UW_GSO_MAX_SEGS && r->bytes + d->len <= UW_GSO_MAX_BYTES;
+	return r->nseg < UW_GSO_MAX_SEGS && r->bytes + d->len <= run_max_bytes(r->sock);
 }
 
 /* Cut the next run off the front of f. */
@@ -86,6 +96,8 @@ static void cut_run(struct uw_flow *f, uint32_t max_seg, struct uw_run *r, struc
 	r->bytes = 0;
 	r->dropped = 0;
 	r->dropped_bytes = 0;
+	r->held = 0;
+	r->held_bytes = 0;
 	r->txtime_ns = f->txtime ? first_due : 0;
 	for (;;) {
 		iov[r->nseg].iov_base = d->data;

@@ -17,6 +17,7 @@ void uw_config_defaults(struct uw_config *cfg)
 	cfg->arena_kb = 4096;
 	cfg->log_level = UW_LOG_WARN;
 	cfg->interleave_burst = 1;
+	cfg->sync = true;
 }
 
 static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
@@ -84,6 +85,7 @@ static const struct uw_var uw_vars[] = {
 	{ "PACKET_GSO",   "0 or 1" },
 	{ "URING_ZC_BYTES", "0 (off) or the smallest message in bytes the uring backend sends zero-copy, 1..65535" },
 	{ "TRACE",        "0 (never load the LTTng-UST provider), 1 (always) or auto" },
+	{ "SYNC",         "1 (the kernel judges a socket's first sends and those after an error) or 0" },
 };
 
 static int parse_interleave(const char *s, uint32_t *out)
@@ -145,6 +147,8 @@ static int apply(struct uw_config *cfg, size_t var, const char *v, char *why, si
 			return -EINVAL;
 		cfg->trace = u ? UW_TRACE_ON : UW_TRACE_OFF;
 		return 0;
+	case 15:
+		return parse_bool(v, &cfg->sync);
 	}
 	return -EINVAL;
 }

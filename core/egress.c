@@ -139,6 +139,7 @@ static int route_oif(const struct uw_nl_ops *ops, int fd, char *buf,
 
 struct qdisc_list {
 	unsigned int ifindex;
+	bool all;			/* every interface's, not ifindex's */
 	struct qd q[MAX_QDISCS];
 	unsigned int n;
 };
@@ -150,8 +151,8 @@ static int qdisc_msg(const struct nlmsghdr *h, void *arg)
 	int len = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*t)));
 	struct qd *q;
 
-	if (h->nlmsg_type != RTM_NEWQDISC || (unsigned int)t->tcm_ifindex != l->ifindex ||
-	    l->n == MAX_QDISCS)
+	if (h->nlmsg_type != RTM_NEWQDISC || l->n == MAX_QDISCS ||
+	    (!l->all && (unsigned int)t->tcm_ifindex != l->ifindex))
 		return 0;
 	q = &l->q[l->n];
 	memset(q, 0, sizeof(*q));
@@ -195,6 +196,20 @@ static int qdisc_dump(const struct uw_nl_ops *ops, int fd, char *buf, struct qdi
 	return ret < 0 ? ret : 0;
 }
 
+/* A root that holds packets back to a rate, in a queue of bounded bytes
+ * or packets: a GSO run is one packet to it, or segmented at once, and
+ * the socket's send buffer then no longer paces the sender. */
+static bool is_shaper(const char *kind)
+{
+	static const char *const shapers[] = { "tbf", "htb", "hfsc", "cbq", "cake", "netem",
+					       "taprio", "drr", "qfq", "ets" };
+
+	for (size_t i = 0; i < sizeof(shapers) / sizeof(shapers[0]); i++)
+		if (!strcmp(kind, shapers[i]))
+			return true;
+	return false;
+}
+
 static void judge(const struct qdisc_list *l, struct uw_egress *e)
 {
 	const struct qd *root = NULL;
@@ -205,6 +220,7 @@ static void judge(const struct qdisc_list *l, struct uw_egress *e)
 	if (!root)
 		return;
 	memcpy(e->root, root->kind, sizeof(e->root));
+	e->shaper = is_shaper(root->kind);
 	if (!strcmp(root->kind, "fq")) {
 		e->fq = true;
 		return;
@@ -248,6 +264,32 @@ int uw_egress_lookup(const struct uw_nl_ops *ops, const struct sockaddr *dest,
 	ret = qdisc_dump(ops, fd, buf, l);
 	if (!ret)
 		judge(l, e);
+out:
+	if (fd >= 0)
+		ops->close(fd);
+	free(l);
+	free(buf);
+	return ret;
+}
+
+int uw_egress_any_shaper(const struct uw_nl_ops *ops)
+{
+	struct qdisc_list *l = calloc(1, sizeof(*l));
+	char *buf = malloc(NL_BUF);
+	int fd = -1, ret = -ENOMEM;
+
+	if (!l || !buf)
+		goto out;
+	fd = nl_open(ops);
+	if (fd < 0) {
+		ret = fd;
+		goto out;
+	}
+	l->all = true;
+	ret = qdisc_dump(ops, fd, buf, l);
+	for (unsigned int i = 0; !ret && i < l->n; i++)
+		if (l->q[i].parent == TC_H_ROOT && is_shaper(l->q[i].kind))
+			ret = 1;
 out:
 	if (fd >= 0)
 		ops->close(fd);

@@ -28,10 +28,14 @@ struct uw_egress {
 	unsigned int children;		/* of a multiqueue root (mq, mqprio) */
 	unsigned int children_fq;
 	bool fq;			/* departure times are honoured */
+	bool shaper;			/* a rate-limiting root (tbf, htb...) */
 };
 
 /* Fills e for dest (AF_INET or AF_INET6). Returns 0 or -errno. */
 int uw_egress_lookup(const struct uw_nl_ops *ops, const struct sockaddr *dest,
 		     struct uw_egress *e);
+
+/* 1 when some interface's root qdisc is a shaper, 0 when none, -errno. */
+int uw_egress_any_shaper(const struct uw_nl_ops *ops);
 
 #endif

@@ -47,7 +47,9 @@ struct uw_sock *uw_sock_new(struct uw_fdtable *t, int fd, int family)
 	} else {
 		memset(s, 0, sizeof(*s));
 	}
+	pthread_mutex_init(&s->hold_lock, NULL);
 	atomic_store_explicit(&s->fd, fd, memory_order_relaxed);
+	atomic_store_explicit(&s->flags, UW_SOCK_SYNC, memory_order_relaxed);
 	s->family = family;
 	s->id = atomic_fetch_add_explicit(&uw_sock_ids, 1, memory_order_relaxed) + 1;
 	return s;

@@ -12,6 +12,7 @@
  * point: cancellation is disabled while the library works for them.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,43 @@ static void core_leave(int cs)
 		if (uw_core_on_deferred)
 			uw_core_on_deferred(sig);
 	}
+}
+
+/* A synchronous socket queues again once its sends come less than
+ * max delay / UW_SYNC_GAP apart (core/uw.h, UW_SOCK_SYNC). */
+#define UW_SYNC_GAP	2u
+#define UW_SYNC_HOLD_NS	(100ull * 1000000ull)
+
+void uw_core_sync_error(struct uw_sock *s, uint64_t now_ns)
+{
+	atomic_store_explicit(&s->sync_err_ns, now_ns, memory_order_relaxed);
+	uw_sock_set(s, UW_SOCK_SYNC);
+}
+
+/* The socket whose send this thread handed to the kernel to judge
+ * (UW_SOCK_SYNC): the preload edge reports the kernel's answer. */
+__thread struct uw_sock *uw_sync_sock __attribute__((tls_model("initial-exec")));
+
+void uw_core_sync_done(struct uw_core *c, struct uw_sock *s, long datagrams, long bytes)
+{
+	uint64_t last = atomic_load_explicit(&s->sync_last_ns, memory_order_relaxed);
+
+	uw_sync_sock = NULL;
+	uw_stat_add(&c->stats.sync_calls, 1);
+	if (datagrams <= 0) {
+		uw_stat_add(&c->stats.sync_errors, 1);
+		atomic_store_explicit(&s->sync_err_ns, last, memory_order_relaxed);
+		return;
+	}
+	if (atomic_load_explicit(&s->sync_fast, memory_order_relaxed) &&
+	    last - atomic_load_explicit(&s->sync_err_ns, memory_order_relaxed) >= UW_SYNC_HOLD_NS)
+		uw_sock_clear(s, UW_SOCK_SYNC);
+	uw_stat_add(&c->stats.sync_datagrams, (uint64_t)datagrams);
+	uw_stat_add(&c->stats.sync_bytes, (uint64_t)bytes);
+	uw_stat_add(&c->stats.datagrams_in, (uint64_t)datagrams);
+	uw_stat_add(&c->stats.bytes_in, (uint64_t)bytes);
+	uw_stat_add(&c->stats.datagrams_out, (uint64_t)datagrams);
+	uw_stat_add(&c->stats.bytes_out, (uint64_t)bytes);
 }
 
 bool uw_core_inside(void)
@@ -417,6 +455,7 @@ int uw_core_init(struct uw_core *c, const struct uw_config *cfg, const struct uw
 	c->slack_ns = delay / 5 < 500000 ? delay / 5 : 500000;
 	pthread_mutex_init(&c->qlock, NULL);
 	pthread_mutex_init(&c->flock, NULL);
+	pthread_mutex_init(&c->held_lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&c->wake, &ca);
@@ -458,8 +497,10 @@ static void account_runs(struct uw_core *c, struct uw_batch *b)
 		struct uw_run *r = &b->runs[i];
 
 		uw_stat_add(&st->datagrams_dropped, r->dropped);
-		uw_stat_add(&st->datagrams_out, r->nseg - r->dropped);
-		uw_stat_add(&st->bytes_out, r->bytes - r->dropped_bytes);
+		uw_stat_add(&st->datagrams_out, r->nseg - r->dropped - r->held);
+		uw_stat_add(&st->bytes_out, r->bytes - r->dropped_bytes - r->held_bytes);
+		if (r->held)	/* a full socket: they wait on its own list */
+			uw_held_park_run(c, r);
 	}
 }
 
@@ -472,8 +513,9 @@ static void flush_stage_slowly(struct uw_core *c, struct uw_stage *stg)
 	for (struct uw_flow *f = stg->flows; f; f = f->next) {
 		for (struct uw_dgram *d = f->head; d; d = d->next) {
 			struct iovec iov = { d->data, d->len };
-			struct uw_run r = { f->sock, &f->dest, &iov, 1, d->len, d->len, 0, 0, 0,
-					    f->txtime ? d->due_ns : 0 };
+			struct uw_run r = { .sock = f->sock, .dest = &f->dest, .iov = &iov,
+					    .nseg = 1, .seg_size = d->len, .bytes = d->len,
+					    .txtime_ns = f->txtime ? d->due_ns : 0 };
 			struct uw_group g = { f->sock, &r, 1 };
 			struct uw_batch b = { &g, 1, &r, 1, 1, 1, d->len };
 
@@ -507,7 +549,8 @@ static bool sock_is_there(struct uw_core *c, struct uw_sock *s)
  * closefrom, the number reused by a socket or file it did not see made):
  * their datagrams cannot reach their own socket any more, and are
  * dropped and counted, never written to whatever the number is now. One
- * check per socket and flush. Flush lock held.
+ * check per socket and flush. A socket with held datagrams (full) gets
+ * the flow's datagrams onto its list, behind them. Flush lock held.
  */
 static void drop_gone(struct uw_core *c, struct uw_stage *const *v, size_t n)
 {
@@ -524,8 +567,13 @@ static void drop_gone(struct uw_core *c, struct uw_stage *const *v, size_t n)
 				if (!(uw_sock_flags(s) & UW_SOCK_GONE) && !sock_is_there(c, s))
 					uw_sock_set(s, UW_SOCK_GONE);
 			}
-			if (!(uw_sock_flags(s) & UW_SOCK_GONE))
+			if (!(uw_sock_flags(s) & UW_SOCK_GONE)) {
+				/* behind its held datagrams: after them */
+				if (uw_sock_flags(s) & UW_SOCK_HELD)
+					uw_held_take_flow(c, f);
 				continue;
+			}
+			uw_held_forget(c, s);
 			uw_stat_add(&c->stats.datagrams_dropped, f->count);
 			uw_stat_add(&c->stats.dropped_sock_gone, f->count);
 			f->head = f->tail = NULL;
@@ -591,6 +639,7 @@ static void finish_stages(struct uw_core *c, struct uw_stage *const *v, size_t n
 	for (size_t i = 0; i < n; i++) {
 		for (struct uw_flow *f = v[i]->flows; f; f = f->next) {
 			f->sock->queued -= f->count;
+			f->sock->qbytes -= f->bytes;
 			if (f->rec)
 				f->rec->queued -= f->count;
 		}
@@ -800,6 +849,7 @@ static void count_enqueued(struct uw_core *c, struct uw_sock *s, struct uw_flowr
 			   size_t len)
 {
 	s->queued++;
+	s->qbytes += len;
 	if (rec)
 		rec->queued++;
 	uw_stat_add_locked(&c->queued_total, 1);
@@ -827,12 +877,55 @@ static ssize_t enqueued(struct uw_core *c, int cs, struct uw_sock *s, const stru
 	return (ssize_t)len;
 }
 
-/* Nothing of this call is queued: the kernel answers it, after the
- * socket's queue (its order), counted as a passthrough call. */
-static ssize_t to_kernel(struct uw_core *c, struct uw_sock *s)
+/* Whether a send with flags waits for room on s, as the kernel's would. */
+static bool send_blocks(struct uw_core *c, struct uw_sock *s, int flags)
+{
+	int fl;
+
+	if (flags & MSG_DONTWAIT)
+		return false;
+	fl = c->sys->fd_flags ? c->sys->fd_flags(atomic_load_explicit(&s->fd,
+					memory_order_relaxed)) : 0;
+	return fl < 0 || !(fl & O_NONBLOCK);
+}
+
+int uw_core_barrier(struct uw_core *c, struct uw_sock *s, int flags)
 {
 	uw_core_flush_sock(c, s, UW_FLUSH_BARRIER);
+	if (!(uw_sock_flags(s) & UW_SOCK_HELD))
+		return 0;
+	/* the kernel's own answer for a full socket: wait, or EAGAIN */
+	return uw_held_drain(c, s, send_blocks(c, s, flags) ? -1 : 0);
+}
+
+/* Nothing of this call is queued: the kernel answers it, after the
+ * socket's queue (its order), counted as a passthrough call. */
+static ssize_t to_kernel(struct uw_core *c, struct uw_sock *s, int flags)
+{
+	int err = uw_core_barrier(c, s, flags);
+
+	if (err)
+		return err;
 	uw_stat_add(&c->stats.passthrough_calls, 1);
+	return UW_PASS;
+}
+
+/* A send of a UW_SOCK_SYNC socket: the kernel's to judge, after the
+ * socket's queue; uw_core_sync_done hears the answer. */
+static ssize_t sync_send(struct uw_core *c, struct uw_sock *s, int flags)
+{
+	uint64_t now = c->sys->now_ns(), gap = (uint64_t)c->cfg.max_delay_us * 1000 / UW_SYNC_GAP;
+	uint64_t last = atomic_exchange_explicit(&s->sync_last_ns, now, memory_order_relaxed);
+	int err = uw_core_barrier(c, s, flags);
+
+	if (err)
+		return err;
+
+	/* a paced flow's rate is the scheduler's to judge (core/pace.c) */
+	atomic_store_explicit(&s->sync_fast, (last && now - last < gap) ||
+			      atomic_load_explicit(&c->pace_on, memory_order_relaxed),
+			      memory_order_relaxed);
+	uw_sync_sock = s;
 	return UW_PASS;
 }
 
@@ -841,7 +934,7 @@ static ssize_t faulted(struct uw_core *c, struct uw_sock *s, int cs)
 {
 	pthread_mutex_unlock(&c->qlock);
 	core_leave(cs);
-	return to_kernel(c, s);
+	return to_kernel(c, s, 0);
 }
 
 static ssize_t queue_default(struct uw_core *c, struct uw_sock *s, const struct uw_msg *m,
@@ -852,6 +945,16 @@ static ssize_t queue_default(struct uw_core *c, struct uw_sock *s, const struct 
 	bool was_empty, late;
 	int err;
 
+	if (s->queued && s->qbytes + m->len > atomic_load_explicit(&s->sndbuf, memory_order_relaxed) &&
+	    atomic_load_explicit(&s->sndbuf, memory_order_relaxed)) {
+		/* as much as the kernel would hold for the socket: its queue
+		 * goes now, and this send is the kernel's to judge (room, a
+		 * wait, or EAGAIN), as without the library */
+		pthread_mutex_unlock(&c->qlock);
+		core_leave(cs);
+		uw_core_flush(c, UW_FLUSH_SNDBUF);
+		return sync_send(c, s, m->flags);
+	}
 	for (;;) {
 		stg = &c->stage[c->active];
 		was_empty = !stg->ndgrams;
@@ -1001,12 +1104,15 @@ ssize_t uw_core_send(struct uw_core *c, struct uw_sock *s, const struct uw_msg *
 	if (uw_in_core)		/* a signal handler interrupted the library */
 		return UW_PASS;
 	if (!uw_msg_queueable(s, m))
-		return to_kernel(c, s);
+		return to_kernel(c, s, m->flags);
 	if (atomic_load_explicit(&s->pending_err, memory_order_relaxed)) {
 		err = atomic_exchange_explicit(&s->pending_err, 0, memory_order_relaxed);
 		if (err)
 			return -err;
 	}
+	if (uw_sock_flags(s) & (UW_SOCK_SYNC | UW_SOCK_HELD) &&
+	    ((uw_sock_flags(s) & UW_SOCK_HELD) || c->cfg.sync))
+		return sync_send(c, s, m->flags);
 	if (!(uw_sock_flags(s) & UW_SOCK_BOUND))
 		ensure_bound(c, s);
 	uw_addr_from_sockaddr(&dest, m->name, m->namelen);

@@ -136,12 +136,17 @@ static struct timespec to_timespec(uint64_t ns)
 
 /* The next thing to do: the earlier of the default stage's due time and
  * the wheel's first release; UINT64_MAX when nothing is queued. */
+/* A full socket's held datagrams are tried again this often (core/held.c). */
+#define UW_HELD_RETRY_NS	1000000u
+
 static uint64_t next_event(const struct uw_core *c)
 {
 	const struct uw_stage *st = &c->stage[c->active];
 	uint64_t ev = uw_wheel_next_ns(c);
 	enum uw_flush_reason why;
 
+	if (atomic_load_explicit(&c->nheld_socks, memory_order_relaxed) && c->held_next_ns < ev)
+		ev = c->held_next_ns;
 	if (st->ndgrams) {
 		uint64_t due = uw_core_due_ns(c, st, &why);
 
@@ -174,6 +179,14 @@ static void *flusher_main(void *arg)
 			c->flusher_until = ev;
 			pthread_cond_timedwait(&c->wake, &c->qlock, &ts);
 			c->flusher_until = 0;
+			continue;
+		}
+		if (atomic_load_explicit(&c->nheld_socks, memory_order_relaxed) &&
+		    now >= c->held_next_ns) {
+			c->held_next_ns = now + UW_HELD_RETRY_NS;
+			pthread_mutex_unlock(&c->qlock);
+			uw_held_retry(c);
+			pthread_mutex_lock(&c->qlock);
 			continue;
 		}
 		uw_pace_note_wake(c, now - ev);

@@ -19,6 +19,7 @@ const char *const uw_flush_reason_name[UW_FLUSH__COUNT] = {
 	[UW_FLUSH_EXPLICIT]	= "explicit",
 	[UW_FLUSH_PACED]	= "paced",
 	[UW_FLUSH_SIGNAL]	= "signal",
+	[UW_FLUSH_SNDBUF]	= "sndbuf",
 };
 
 void uw_stats_reset(struct uw_stats *st)
@@ -130,6 +131,11 @@ int uw_stats_json(const struct uw_stats *st, const char *backend, char *buf, siz
 	EMIT(", \"datagrams_dropped\": %llu, \"dropped_sock_gone\": %llu", LD(datagrams_dropped),
 	     LD(dropped_sock_gone));
 	EMIT(", \"passthrough_calls\": %llu", LD(passthrough_calls));
+	EMIT(", \"sync_calls\": %llu, \"sync_datagrams\": %llu, \"sync_bytes\": %llu",
+	     LD(sync_calls), LD(sync_datagrams), LD(sync_bytes));
+	EMIT(", \"sync_errors\": %llu", LD(sync_errors));
+	EMIT(", \"held_datagrams\": %llu, \"held_dropped\": %llu, \"held_sends\": %llu",
+	     LD(held_datagrams), LD(held_dropped), LD(held_sends));
 	EMIT(", \"syscalls\": %llu, \"batches\": %llu, \"messages\": %llu",
 	     LD(syscalls), LD(batches), LD(messages));
 	EMIT(", \"gso_runs\": %llu, \"gso_segments\": %llu, \"segments_max\": %llu",

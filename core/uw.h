@@ -25,6 +25,8 @@
 #define UW_MAX_PAYLOAD_V6	65527u	/* 65535 - 8 (UDP), no jumbograms */
 #define UW_GSO_MAX_SEGS		64u
 #define UW_GSO_MAX_BYTES	65507u
+/* A largest segment that no datagram fits: datagrams go alone, no GSO. */
+#define UW_SEG_PLAIN		1u
 #define UW_UIO_MAXIOV		1024
 #define UW_PASS			(-100000)	/* "call the real function" */
 
@@ -58,6 +60,11 @@ struct uw_sys {
 	/* optional: 1 when the egress qdisc toward dest releases packets at
 	 * their departure times (fq), 0 when not, -errno when unknown */
 	int (*egress_paces)(const struct uw_addr *dest);
+	/* optional: 1 when the egress qdisc toward dest is a shaper (tbf,
+	 * htb...), 0 when not, -errno when unknown */
+	int (*egress_shapes)(const struct uw_addr *dest);
+	/* optional: the fd's status flags (fcntl F_GETFL), -1 when unknown */
+	int (*fd_flags)(int fd);
 };
 
 /* ---- per-stream metrics and destination rules (core/rules.c) ---------- */
@@ -114,6 +121,7 @@ struct uw_config {
 	bool packet_gso;		/* packet backend: GSO frames (PACKET_VNET_HDR) */
 	uint32_t uring_zc_bytes;	/* uring: smallest zero-copy message; 0: off */
 	enum uw_trace_mode trace;	/* UDPWEAVE_TRACE */
+	bool sync;			/* UDPWEAVE_SYNC: UW_SOCK_SYNC honoured */
 	char stats_path[PATH_MAX];	/* "" unset, "stderr", or a path (%p) */
 	enum uw_log_level log_level;
 	bool disabled;			/* UDPWEAVE_DISABLE=1 */
@@ -183,6 +191,17 @@ enum {
 	UW_SOCK_GONE		= 1u << 7,
 	UW_SOCK_BYPASS		= UW_SOCK_CORKED | UW_SOCK_APP_GSO | UW_SOCK_SHUT | UW_SOCK_GONE,
 	UW_SOCK_TXTIME		= 1u << 6,	/* SO_TXTIME set by the library */
+	/* a new or newly connected socket, or one a flush found in error:
+	 * its sends go straight to the kernel, so that the call the kernel
+	 * fails is the one that fails, until one succeeds less than
+	 * UW_SYNC_GAP of max delay after the one before (a socket sending
+	 * slower than that would gain nothing from a queue) and at least
+	 * UW_SYNC_HOLD_NS after the kernel's last error for it (an ICMP
+	 * error comes a round trip after the send that caused it) */
+	UW_SOCK_SYNC		= 1u << 8,
+	/* datagrams a full socket refused wait on its own list (core/held.c):
+	 * they go before anything later of the socket */
+	UW_SOCK_HELD		= 1u << 9,
 };
 
 struct uw_flowrec;
@@ -200,6 +219,10 @@ struct uw_sock {
 	_Atomic uint32_t opt_gen;
 	_Atomic int mc_ifindex;		/* IP_MULTICAST_IF by index (ip_mreqn) */
 	uint32_t queued;		/* datagrams queued (queue lock) */
+	uint64_t qbytes;		/* their bytes (queue lock) */
+	/* SO_SNDBUF as the kernel reports it (doubled); 0: unknown. The queue
+	 * holds no more than that for the socket, a GSO run half of it. */
+	_Atomic uint32_t sndbuf;
 	struct uw_addr peer;		/* valid with UW_SOCK_CONNECTED */
 	uint32_t mtu;			/* cached path MTU, connected sockets */
 	uint64_t mtu_expiry_ns;
@@ -207,6 +230,16 @@ struct uw_sock {
 	uint32_t verify_gen;		/* identity checked in this flush (flock) */
 	uint64_t cookie;		/* SO_COOKIE at registration; 0: unknown */
 	uint32_t batch_group;
+	_Atomic uint64_t sync_last_ns;	/* its last send under UW_SOCK_SYNC */
+	_Atomic uint64_t sync_err_ns;	/* the kernel's last error for it */
+	_Atomic bool sync_fast;		/* that one came soon after the one before */
+	/* held datagrams (core/held.c): the list, its drainer (hold_lock);
+	 * the core's list of sockets with some (uw_core.held_lock) */
+	pthread_mutex_t hold_lock;
+	struct uw_held *held_head, *held_tail;
+	bool draining;
+	bool held_listed;
+	struct uw_sock *held_link;
 	struct uw_sock *next_free;
 	/* pacing (qlock) */
 	struct uw_metrics metrics;	/* set by the application */
@@ -278,7 +311,9 @@ int uw_fdtable_other_fd(struct uw_fdtable *t, struct uw_sock *s, int not_fd);
 enum uw_flush_reason {
 	UW_FLUSH_DEADLINE, UW_FLUSH_INTERVAL, UW_FLUSH_ARENA_FULL,
 	UW_FLUSH_CLOSE, UW_FLUSH_BARRIER, UW_FLUSH_EXIT, UW_FLUSH_FORK,
-	UW_FLUSH_EXEC, UW_FLUSH_EXPLICIT, UW_FLUSH_PACED, UW_FLUSH_SIGNAL, UW_FLUSH__COUNT
+	UW_FLUSH_EXEC, UW_FLUSH_EXPLICIT, UW_FLUSH_PACED, UW_FLUSH_SIGNAL,
+	UW_FLUSH_SNDBUF,	/* a socket's queue reached its send buffer */
+	UW_FLUSH__COUNT
 };
 
 /* Flush-thread lateness: quarter-octave buckets of microseconds (0, 1, 2,
@@ -310,7 +345,14 @@ struct uw_stats {
 	_Atomic uint64_t datagrams_in, bytes_in;
 	_Atomic uint64_t datagrams_out, bytes_out, datagrams_dropped;
 	_Atomic uint64_t dropped_sock_gone;	/* of those: their socket was gone */
+	_Atomic uint64_t held_datagrams;	/* a full socket's, sent later (core/held.c) */
+	_Atomic uint64_t held_dropped;		/* of those: never sent (closed, exit, refused) */
+	_Atomic uint64_t held_sends;		/* send calls for them (in syscalls too) */
 	_Atomic uint64_t passthrough_calls;	/* app calls handed to the kernel as they were */
+	/* app calls handed to the kernel to judge (UW_SOCK_SYNC: a socket's
+	 * first sends, or after an error): the datagrams and bytes it took
+	 * (counted in datagrams_in/out too), the calls it failed */
+	_Atomic uint64_t sync_calls, sync_datagrams, sync_bytes, sync_errors;
 	_Atomic uint64_t syscalls;		/* send calls made by the library */
 	_Atomic uint64_t batches, messages, gso_runs, gso_segments, segments_max;
 	_Atomic uint64_t fallbacks_gso, gso_split_mtu, retries;
@@ -392,6 +434,10 @@ struct uw_run {
 	uint32_t bytes;
 	uint32_t dropped;		/* out: datagrams the kernel refused */
 	uint32_t dropped_bytes;
+	/* out: the last held datagrams were not sent, the socket being full
+	 * (EAGAIN): the core keeps them (core/held.c) */
+	uint32_t held;
+	uint32_t held_bytes;
 	uint32_t flow;			/* the flow's ordinal in the batch */
 	uint64_t txtime_ns;		/* departure time (SO_TXTIME); 0: none */
 };
@@ -647,6 +693,11 @@ struct uw_core {
 	/* a datagram to a loopback address is queued: a read of this
 	 * process must see it (uw_core_before_read) */
 	_Atomic bool local_queued;
+	/* sockets with held datagrams (core/held.c) */
+	pthread_mutex_t held_lock;
+	struct uw_sock *held_socks;
+	_Atomic uint32_t nheld_socks;
+	uint64_t held_next_ns;		/* the flush thread's next retry (qlock) */
 	_Atomic bool udp_reader;	/* the process has read from a UDP socket */
 
 	/* senders check the deadline every check_every datagrams (qlock) */
@@ -694,11 +745,45 @@ long uw_core_flush(struct uw_core *c, enum uw_flush_reason why);
 /* Before a read that may look for what this process sent to itself (recv,
  * FIONREAD, poll on a UDP socket): what is queued to loopback goes out. */
 void uw_core_before_read(struct uw_core *c);
+/* A send of socket s handed to the kernel because of UW_SOCK_SYNC
+ * (uw_sync_sock set to s by uw_core_send): what the kernel took (datagrams
+ * <= 0: it refused); a success ends the socket's synchronous sends. */
+extern __thread struct uw_sock *uw_sync_sock;
+/* The kernel failed a send of s (at a flush): synchronous again, for a
+ * while (UW_SOCK_SYNC). */
+void uw_core_sync_error(struct uw_sock *s, uint64_t now_ns);
+void uw_core_sync_done(struct uw_core *c, struct uw_sock *s, long datagrams, long bytes);
 bool uw_core_inside(void);
+
+/* ---- held datagrams (core/held.c) -------------------------------------- */
+
+struct uw_held;
+/* How long close and exit wait for a full socket's room before they drop
+ * (and count) what it still holds. */
+#define UW_HELD_CLOSE_MS	1000
+#define UW_HELD_EXIT_MS		2000
+/* After a backend's send: r's held datagrams onto its socket's list (flock). */
+void uw_held_park_run(struct uw_core *c, struct uw_run *r);
+/* A flush meeting a socket with a list: f's datagrams join it (flock). */
+void uw_held_take_flow(struct uw_core *c, struct uw_flow *f);
+/* Send s's list: 0 when empty, -EAGAIN when still full after wait_ms
+ * (0: never wait, -1: as long as it takes). */
+int uw_held_drain(struct uw_core *c, struct uw_sock *s, int wait_ms);
+/* Before s is closed: wait_ms for room, then what is left is dropped. */
+void uw_held_close(struct uw_core *c, struct uw_sock *s, int wait_ms);
+/* s's number is not s any more: its list is dropped, counted. */
+void uw_held_forget(struct uw_core *c, struct uw_sock *s);
+/* The flush thread: every socket's list once, never waiting. */
+void uw_held_retry(struct uw_core *c);
+/* Exit: every list, for at most wait_ms in all; then dropped, counted. */
+void uw_held_exit(struct uw_core *c, int wait_ms);
 void uw_core_defer_signal(int sig);
 extern void (*uw_core_on_deferred)(int sig);
 /* Flush if s has anything queued (before close, connect, setsockopt...). */
 void uw_core_flush_sock(struct uw_core *c, struct uw_sock *s, enum uw_flush_reason why);
+/* Before a send of s the kernel makes: s's queue, then its held datagrams,
+ * waiting for room if a send with flags would (0), else -EAGAIN. */
+int uw_core_barrier(struct uw_core *c, struct uw_sock *s, int flags);
 void uw_core_fork_prepare(struct uw_core *c);
 void uw_core_fork_parent(struct uw_core *c);
 void uw_core_fork_child(struct uw_core *c);

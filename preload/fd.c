@@ -52,6 +52,18 @@ static int sockopt_int(int fd, int opt)
 	return real.getsockopt(fd, SOL_SOCKET, opt, &v, &len) ? -errno : v;
 }
 
+/* SO_SNDBUF as the kernel reports it; 0 when unknown. */
+static uint32_t sock_sndbuf(int fd)
+{
+	int v = 0, saved = errno;
+	socklen_t len = sizeof(v);
+
+	if (real.getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, &len) || v < 0)
+		v = 0;
+	errno = saved;
+	return (uint32_t)v;
+}
+
 static uint64_t sock_cookie(int fd)
 {
 	uint64_t cookie = 0;
@@ -86,6 +98,7 @@ struct uw_sock *uw_classify(int fd)
 	if (!s)
 		return NULL;
 	s->cookie = sock_cookie(fd);
+	atomic_store_explicit(&s->sndbuf, sock_sndbuf(fd), memory_order_relaxed);
 	uw_sync_peer(s);
 	got = uw_fdtable_adopt(&uw_core.fds, fd, s);
 	if (got != s)
@@ -152,6 +165,8 @@ void uw_fd_closing(int fd)
 
 	if (s) {
 		uw_core_flush_sock(&uw_core, s, UW_FLUSH_CLOSE);
+		if (s->refs <= 1)	/* its last fd: what a full socket held goes first */
+			uw_held_close(&uw_core, s, UW_HELD_CLOSE_MS);
 		drop_fd(s, fd);
 	}
 	errno = saved;
@@ -298,6 +313,7 @@ UW_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 	uw_core_flush_sock(&uw_core, s, UW_FLUSH_BARRIER);
 	r = real.connect(fd, sa, len);
 	uw_sync_peer(s);
+	uw_sock_set(s, UW_SOCK_SYNC);	/* a new peer: its first send the kernel's */
 	atomic_fetch_add_explicit(&s->opt_gen, 1, memory_order_release);
 	uw_core_sock_forget_flows(&uw_core, s);	/* rules follow the new peer */
 	return r;
@@ -410,6 +426,8 @@ UW_EXPORT int setsockopt(int fd, int level, int opt, const void *val, socklen_t 
 		atomic_store_explicit(&s->mc_ifindex, len >= sizeof(struct ip_mreqn) ?
 				      ((const struct ip_mreqn *)val)->imr_ifindex : 0,
 				      memory_order_relaxed);
+	if (r == 0 && level == SOL_SOCKET && (opt == SO_SNDBUF || opt == SO_SNDBUFFORCE))
+		atomic_store_explicit(&s->sndbuf, sock_sndbuf(fd), memory_order_relaxed);
 	if (r == 0)
 		atomic_fetch_add_explicit(&s->opt_gen, 1, memory_order_release);
 	return r;

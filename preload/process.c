@@ -154,6 +154,7 @@ void uw_process_exit(enum uw_flush_reason why)
 	if (!uw_on())
 		return;
 	uw_core_flush(&uw_core, why);
+	uw_held_exit(&uw_core, UW_HELD_EXIT_MS);
 	write_stats();
 	uw_live_close();
 }
@@ -166,6 +167,7 @@ __attribute__((destructor)) static void uw_destructor(void)
 	if (!uw_on())
 		return;
 	uw_core_flush(&uw_core, UW_FLUSH_EXIT);
+	uw_held_exit(&uw_core, UW_HELD_EXIT_MS);
 	write_stats();
 	uw_live_close();
 	uw_deactivate();

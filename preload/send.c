@@ -37,8 +37,21 @@ static ssize_t submit(struct uw_sock *s, const struct uw_msg *m)
 	return uw_ret(rc, saved);
 }
 
-/* What the library does not take (unreadable, control data, unqueueable)
- * goes to the kernel, after the socket's queue. */
+/* A send the kernel made: if the core handed it over to have the kernel
+ * judge it (UW_SOCK_SYNC), the answer is counted, and a success ends the
+ * socket's synchronous sends. */
+static inline ssize_t direct(struct uw_sock *s, ssize_t rc)
+{
+	if (__builtin_expect(uw_sync_sock != NULL, 0) && uw_sync_sock == s) {
+		int saved = errno;
+
+		uw_core_sync_done(&uw_core, s, rc >= 0 ? 1 : 0, rc > 0 ? rc : 0);
+		errno = saved;
+	}
+	return rc;
+}
+
+/* What cannot be read goes to the kernel, after the socket's queue. */
 static ssize_t submit_refused(struct uw_sock *s)
 {
 	uw_core_flush_sock(&uw_core, s, UW_FLUSH_BARRIER);
@@ -89,7 +102,7 @@ UW_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
 	ssize_t rc;
 
 	if (!s || (rc = queue_buf(s, buf, len, flags, to, tolen)) == UW_PASS)
-		return real.sendto(fd, buf, len, flags, to, tolen);
+		return direct(s, real.sendto(fd, buf, len, flags, to, tolen));
 	return rc;
 }
 
@@ -99,7 +112,7 @@ UW_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
 	ssize_t rc;
 
 	if (!s || (rc = queue_buf(s, buf, len, flags, NULL, 0)) == UW_PASS)
-		return real.send(fd, buf, len, flags);
+		return direct(s, real.send(fd, buf, len, flags));
 	return rc;
 }
 
@@ -109,7 +122,7 @@ UW_EXPORT ssize_t write(int fd, const void *buf, size_t len)
 	ssize_t rc;
 
 	if (!s || (rc = queue_buf(s, buf, len, 0, NULL, 0)) == UW_PASS)
-		return real.write(fd, buf, len);
+		return direct(s, real.write(fd, buf, len));
 	return rc;
 }
 
@@ -155,7 +168,7 @@ UW_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 	len = iov_total(local, (size_t)iovcnt);
 	rc = len ? submit(s, &(struct uw_msg){ local, (size_t)iovcnt, len, 0, NULL, 0 }) : UW_PASS;
 	if (rc == UW_PASS)
-		return real.writev(fd, iov, iovcnt);
+		return direct(s, real.writev(fd, iov, iovcnt));
 	return rc;
 }
 
@@ -202,7 +215,7 @@ UW_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 	}
 	rc = submit(s, &m);
 	if (rc == UW_PASS)
-		return real.sendmsg(fd, msg, flags);
+		return direct(s, real.sendmsg(fd, msg, flags));
 	return rc;
 }
 
@@ -253,6 +266,15 @@ static int queue_mmsg(int (*real_fn)(int, struct mmsghdr *, unsigned int, int),
 		submit_refused(s);
 		errno = saved;
 		r = real_fn(fd, vec + i, vlen - i, flags);
+		if (uw_sync_sock == s) {
+			int e = errno;
+			long bytes = 0;
+
+			for (int k = 0; k < r; k++)
+				bytes += vec[i + k].msg_len;
+			uw_core_sync_done(&uw_core, s, r, bytes);
+			errno = e;
+		}
 		if (r < 0)
 			return i ? (int)i : r;
 		return (int)i + r;

@@ -6,6 +6,7 @@
  * complete every call is handed straight on.
  */
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -109,6 +110,11 @@ static int real_close(int fd)
 	return real.close(fd);
 }
 
+static int real_fd_flags(int fd)
+{
+	return real.fcntl(fd, F_GETFL);
+}
+
 static int real_getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 {
 	return real.getsockopt(fd, level, opt, val, len);
@@ -155,27 +161,30 @@ static ssize_t real_recv(int fd, void *buf, size_t len, int flags)
 }
 
 /*
- * Does the egress qdisc toward dest release by departure time (fq)? Asked
- * of rtnetlink once per flow; answers are kept a few seconds per address
- * (a qdisc is rarely changed under a running stream).
+ * The egress qdisc toward dest: does it release by departure time (fq),
+ * is it a shaper (tbf, htb...)? Asked of rtnetlink once per address;
+ * answers are kept a few seconds (a qdisc is rarely changed under a
+ * running stream).
  */
 #define EGRESS_CACHE	16
 #define EGRESS_TTL_NS	(5ull * 1000000000ull)
+#define EGRESS_FQ	1
+#define EGRESS_SHAPER	2
 
 static struct {
 	struct uw_addr key;
-	int answer;
+	int answer;			/* EGRESS_* bits, or -errno */
 	uint64_t expiry_ns;
 } egress_cache[EGRESS_CACHE];
 static unsigned int egress_next;
 static pthread_mutex_t egress_lock = PTHREAD_MUTEX_INITIALIZER;
+static const struct uw_nl_ops egress_ops = {
+	.socket = real_socket_nl, .sendto = real_sendto_nl, .recv = real_recv,
+	.close = real_close_nl,
+};
 
-static int egress_paces(const struct uw_addr *dest)
+static int egress_query(const struct uw_addr *dest)
 {
-	static const struct uw_nl_ops ops = {
-		.socket = real_socket_nl, .sendto = real_sendto_nl, .recv = real_recv,
-		.close = real_close_nl,
-	};
 	struct uw_addr key = *dest;
 	struct uw_egress e;
 	uint64_t now = mono_ns();
@@ -194,12 +203,14 @@ static int egress_paces(const struct uw_addr *dest)
 		}
 	}
 	pthread_mutex_unlock(&egress_lock);
-	answer = uw_egress_lookup(&ops, &key.u.sa, &e);
+	answer = uw_egress_lookup(&egress_ops, &key.u.sa, &e);
 	if (!answer)
-		answer = e.fq;
-	uw_debug("egress qdisc toward the flow: %s (ifindex %u, root '%s'): %s",
+		answer = (e.fq ? EGRESS_FQ : 0) | (e.shaper ? EGRESS_SHAPER : 0);
+	uw_debug("egress qdisc toward the flow: %s (ifindex %u, root '%s'): %s%s",
 		 answer < 0 ? strerror(-answer) : "found", e.ifindex, e.root,
-		 answer == 1 ? "fq, the kernel paces" : "not fq, the library paces");
+		 answer > 0 && (answer & EGRESS_FQ) ? "fq, the kernel paces" :
+		 "not fq, the library paces",
+		 answer > 0 && (answer & EGRESS_SHAPER) ? "; a shaper: no GSO runs" : "");
 	pthread_mutex_lock(&egress_lock);
 	egress_cache[egress_next].key = key;
 	egress_cache[egress_next].answer = answer;
@@ -208,6 +219,33 @@ static int egress_paces(const struct uw_addr *dest)
 	pthread_mutex_unlock(&egress_lock);
 	errno = saved;
 	return answer;
+}
+
+static int egress_paces(const struct uw_addr *dest)
+{
+	int answer = egress_query(dest);
+
+	return answer < 0 ? answer : !!(answer & EGRESS_FQ);
+}
+
+/* Shapers are rare: one dump of every interface's qdiscs says whether
+ * any is there, a few seconds at a time, before any address is asked. */
+static int egress_shapes(const struct uw_addr *dest)
+{
+	static _Atomic uint64_t checked_until;
+	static _Atomic int any;
+	uint64_t now = mono_ns();
+	int answer;
+
+	if (now >= atomic_load_explicit(&checked_until, memory_order_relaxed)) {
+		atomic_store_explicit(&any, uw_egress_any_shaper(&egress_ops) != 0,
+				      memory_order_relaxed);
+		atomic_store_explicit(&checked_until, now + EGRESS_TTL_NS, memory_order_relaxed);
+	}
+	if (!atomic_load_explicit(&any, memory_order_relaxed))
+		return 0;
+	answer = egress_query(dest);
+	return answer < 0 ? answer : !!(answer & EGRESS_SHAPER);
 }
 
 static const struct uw_sys uw_sys_real = {
@@ -228,6 +266,8 @@ static const struct uw_sys uw_sys_real = {
 	.thread_setup	= flusher_setup,
 	.after_flush	= uw_live_publish,
 	.egress_paces	= egress_paces,
+	.egress_shapes	= egress_shapes,
+	.fd_flags	= real_fd_flags,
 };
 
 /* ---- initialisation ------------------------------------------------------ */

@@ -261,12 +261,13 @@ for w, n in (('a', clients), ('b', 1)):
         n=n, dgrams=dgrams, base=base, uw=uw, passed=passed,
         bmed=med(base), umed=med(uw),
         bspd=bcalls / head_dgrams if bcalls is not None and head_dgrams else None,
-        uspd=med([s['syscalls'] / s['datagrams_in'] for s in sts if s.get('datagrams_in')]),
+        uspd=med([(s['syscalls'] + s.get('sync_calls', 0)) / s['datagrams_in']
+                  for s in sts if s.get('datagrams_in')]),
         batches=med([s['batches'] for s in sts]),
         messages=med([s['messages'] for s in sts]),
         wakeups=med([s.get('flush_thread_wake_late_us', {}).get('count', s['batches']) for s in sts]),
         sdgrams=med([s['datagrams_in'] for s in sts]),
-        xcheck=(ucalls, ust['syscalls'] if ust else None),
+        xcheck=(ucalls, ust['syscalls'] + ust.get('sync_calls', 0) if ust else None),
         dropped=sum(s.get('datagrams_dropped', 0) for s in sts))
 
 def f(x, fmt):

@@ -166,7 +166,8 @@ def run_streams(pair, tmp_path, name, shim_env=None, metrics=None, api=False,
 def syscalls_per_datagram(sender, st):
     if st is None:
         return sender["send_calls"] / sender["sent"]
-    calls = (st["syscalls"] + st["pacing"]["direct_datagrams"] + st["passthrough_calls"])
+    calls = (st["syscalls"] + st["pacing"]["direct_datagrams"] + st["passthrough_calls"] +
+             st["sync_calls"])
     return calls / st["datagrams_in"]
 
 
@@ -219,7 +220,8 @@ def test_paced_jitter_stays_within_budget(runs, name):
     flows = st["pacing"]["flow_list"]
     assert flows and all(f["pacing"] == "user" and f["admitted"] for f in flows), st["pacing"]
     assert all(0 < f["quantum_us"] <= JITTER_US for f in flows), st["pacing"]
-    assert st["pacing"]["paced_datagrams"] == st["datagrams_in"]
+    # a socket's first datagram is the kernel's to judge (UW_SOCK_SYNC)
+    assert st["pacing"]["paced_datagrams"] + st["sync_datagrams"] == st["datagrams_in"]
     assert st["flushes_by_reason"]["paced"] > 0
     assert st["flush_thread_wake_late_us"]["count"] > 0
 
@@ -275,7 +277,8 @@ def test_uw_set_metrics_api(pair, tmp_path):
     assert snd["metrics_set"] == "ok"
     assert PACING[snd["getsockopt"]["pacing"]] == "user"
     assert rx["datagrams"] == snd["sent"] and rx["lost"] == 0 and rx["reordered"] == 0
-    assert st["pacing"]["paced_datagrams"] == snd["sent"]
+    # a socket's first datagram is the kernel's to judge (UW_SOCK_SYNC)
+    assert st["pacing"]["paced_datagrams"] + st["sync_datagrams"] == snd["sent"]
     assert rx["ipdv_us"]["p99"] <= JITTER_US
 
 
@@ -444,9 +447,10 @@ def test_unmeetable_jitter_is_refused_and_sent_directly(tmp_path):
     assert PACING[g["pacing"]] == "direct"
     assert g["state"] & STATE_JITTER_TOO_LOW and not g["state"] & STATE_ADMITTED
     st = json.loads(stats.read_text())
-    assert st["pacing"]["direct_datagrams"] == 200
+    assert st["pacing"]["direct_datagrams"] + st["sync_datagrams"] == 200
+    assert st["sync_datagrams"] == 1                   # the socket's first
     assert st["pacing"]["refusals"] >= 1
-    assert st["datagrams_in"] == 0                     # nothing queued
+    assert st["datagrams_in"] == st["sync_datagrams"]  # nothing queued
     lines = udpweave_lines(cp.stderr)
     assert len(lines) == 1 and "jitter 60 us" in lines[0], cp.stderr
 

@@ -43,7 +43,7 @@ SIZES = [1316, 200, 29, 1472 - 20]     # odd and even lengths, up to a full fram
 STEP_TIMEOUT = 30
 REASONS = ("no_cap_net_raw", "local", "broadcast", "above_mtu", "tunnel", "link_type",
            "no_ring", "unresolved_neighbour", "multicast_loop", "v4_mapped", "route",
-           "ip_options", "neighbour_refresh")
+           "ip_options", "neighbour_refresh", "shaper")
 
 
 def sh(*args, check=True, timeout=STEP_TIMEOUT):
@@ -217,8 +217,11 @@ def merge_reports(reports):
 
 
 def shim_env(tmp_path, extra=None, tag="stats"):
+    """The packet backend. These tests follow every datagram through the
+    ring, so a socket's first sends are queued too (UDPWEAVE_SYNC=0);
+    test_first_sends_are_the_kernels_then_the_ring runs the default."""
     env = {"LD_PRELOAD": PRELOAD, "UDPWEAVE_BACKEND": "packet",
-           "UDPWEAVE_STATS": str(tmp_path / f"{tag}-%p.json")}
+           "UDPWEAVE_STATS": str(tmp_path / f"{tag}-%p.json"), "UDPWEAVE_SYNC": 0}
     env.update(extra or {})
     return env
 
@@ -405,6 +408,47 @@ def test_every_send_path_goes_through_the_ring(net, procs, tmp_path, mode, conne
     # C is one hop further: the gateway forwarded what A's ring sent to B's MAC
     for fid, f in sums[0]["flows"].items():
         assert rx["flows"][fid]["ttl"] == (64 if f["dest_index"] < 2 else 63), rx["flows"][fid]
+
+
+def test_first_sends_are_the_kernels_then_the_ring(net, procs, tmp_path):
+    """The default configuration: each connected socket's first send goes
+    through the socket (the kernel judges it: routes, firewall, ICMP), and
+    once the socket sends faster than half the max delay its datagrams are
+    ring frames. A socket to an address with no route gets the kernel's
+    error on its first call, as without the library, and nothing queued."""
+    count = 300
+    rb, rc, dests = four_receivers(procs, tmp_path)
+    args = [tool("uw_sender"), "--mode", "send", "--count", count, "--sizes", "1316",
+            "--connected"]
+    for d in dests:
+        args += ["--dest", d]
+    env = shim_env(tmp_path, {"UDPWEAVE_SYNC": 1})
+    r = ns_run("a", args, env)
+    sums = sender_summaries(r)
+    rx = merge_reports([rb.finish(), rc.finish()])
+    assert_delivered(rx, sums, r.describe(), ports=rb.ports + rc.ports)
+    (st,) = stats_files(tmp_path)
+    msg = f"{r.describe()}\n{describe_stats(st)} sync={st['sync_datagrams']}"
+    n = sent_total(sums)
+    assert st["datagrams_in"] == st["datagrams_out"] == n, msg
+    assert fallbacks(st) == {}, msg
+    assert st["sync_datagrams"] >= 4, msg               # one per socket at least
+    assert pkt(st)["frames"] + st["sync_datagrams"] == n, msg
+    assert pkt(st)["frames"] >= n // 2, msg              # the ring sent the stream
+    no_route = ["ip", "netns", "exec", NS["a"], "/usr/bin/python3", "-c",
+                "import socket,errno\n"
+                "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+                "r=[]\n"
+                "for i in range(3):\n"
+                "    try: s.sendto(b'x'*100,('10.99.0.1',9)); r.append('ok')\n"
+                "    except OSError as e: r.append(errno.errorcode[e.errno])\n"
+                "print(','.join(r))"]
+    base = subprocess.run(no_route, capture_output=True, text=True, timeout=30)
+    shim = subprocess.run(["ip", "netns", "exec", NS["a"], "env",
+                           *[f"{k}={v}" for k, v in env.items()], *no_route[4:]],
+                          capture_output=True, text=True, timeout=30)
+    assert base.stdout.strip() == "ENETUNREACH,ENETUNREACH,ENETUNREACH", base
+    assert shim.stdout.strip() == base.stdout.strip(), shim
 
 
 @pytest.mark.parametrize("bypass", [0, 1], ids=["qdisc", "qdisc_bypass"])

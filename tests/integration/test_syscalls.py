@@ -50,7 +50,8 @@ def test_syscall_reduction(receiver_factory, tmp_path, backend):
     stats = list(read_stats(tmp_path).values())
     assert len(stats) == 1, f"expected one stats file, got {len(stats)}"
     st = stats[0]
-    assert st["syscalls"] in (calls, calls - errors), (
+    # the library's sends and those it left to the kernel to judge
+    assert st["syscalls"] + st["sync_calls"] in (calls, calls - errors), (
         f"library says syscalls={st['syscalls']}, strace counted {calls} send calls "
         f"({errors} failed): {counts}, io_uring_enter {enters}")
     assert st["datagrams_out"] == datagrams, st
@@ -59,6 +60,7 @@ def test_syscall_reduction(receiver_factory, tmp_path, backend):
         assert enters == u["io_uring_enter_calls"] == st["batches"] > 0, (
             f"io_uring_enter: strace {enters}, library {u['io_uring_enter_calls']}, "
             f"flushes {st['batches']}\n{st}")
-        assert calls == enters, f"send calls on UDP sockets besides io_uring_enter: {counts}"
+        assert calls == enters + st["sync_calls"], (
+            f"send calls on UDP sockets besides io_uring_enter and the sync ones: {counts}")
     else:
         assert enters == 0, counts

@@ -807,19 +807,52 @@ static long drain_for(int fd, int idle_ms, int max_ms)
 /* A non-blocking sender with SO_SNDBUF 4096 behind tbf: how many sends
  * the kernel takes, how many it refuses, how long one call may take, and
  * how many of the accepted arrive (within 2 s). */
+/* How long the timestamped datagram waiting on rx took to arrive (its
+ * kernel receive time against the send time it carries); -1: none. */
+static long long unrelated_late_us(int rx)
+{
+	char cbuf[CMSG_SPACE(sizeof(struct timespec))];
+	struct timespec sent, got = { 0, 0 };
+	struct iovec iov = { &sent, sizeof(sent) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			     .msg_controllen = sizeof(cbuf) };
+	struct pollfd p = { .fd = rx, .events = POLLIN };
+
+	if (poll(&p, 1, 3000) <= 0 || recvmsg(rx, &mh, MSG_DONTWAIT) != sizeof(sent))
+		return -1;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS)
+			memcpy(&got, CMSG_DATA(c), sizeof(got));
+	if (!got.tv_sec)
+		return -1;
+	return ((long long)got.tv_sec - sent.tv_sec) * 1000000LL +
+	       (got.tv_nsec - sent.tv_nsec) / 1000;
+}
+
 static int case_nonblock(long count, int size, const char *where)
 {
 	int shaped = strcmp(where, "lo") ? shaped_loopback() == 0 : 0;
-	int rx = udp_rx(RX_BUF), fd = udp_to(port_of(rx)), sndbuf = 4096;
+	int rx = udp_rx(RX_BUF), fd = udp_to(port_of(rx)), sndbuf = 4096, on = 1;
+	/* an unrelated socket: its datagram, sent halfway, must not wait for
+	 * the full one */
+	int rx2 = udp_rx(RX_BUF), fd2 = udp_to(port_of(rx2));
 	long i, ok = 0, eagain = 0, enobufs = 0, other = 0;
 	uint64_t t0, t, longest = 0, start = now_us();
+	long long late_us = -1;
 	char buf[65536];
 	ssize_t r;
 
 	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 	fcntl(fd, F_SETFL, O_NONBLOCK);
+	setsockopt(rx2, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof(on));
 	memset(buf, 'n', sizeof(buf));
 	for (i = 0; i < count; i++) {
+		if (i == count / 2) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			send(fd2, &ts, sizeof(ts), 0);
+		}
 		t0 = now_us();
 		r = send(fd, buf, size, 0);
 		t = now_us() - t0;
@@ -839,7 +872,8 @@ static int case_nonblock(long count, int size, const char *where)
 	   "\"longest_us\":%llu,\"total_us\":%llu,\"so_error\":\"%s\",",
 	   shaped ? "true" : "false", count, size, ok, eagain, enobufs, other,
 	   (unsigned long long)longest, (unsigned long long)t, ename(so_error(fd)));
-	jp("\"received\":%ld}", drain_for(rx, IDLE_MS, 2000));
+	late_us = unrelated_late_us(rx2);
+	jp("\"received\":%ld,\"unrelated_late_us\":%lld}", drain_for(rx, IDLE_MS, 2000), late_us);
 	jflush();
 	return 0;
 }

@@ -31,6 +31,7 @@ struct call {
 	uint16_t first_gso;
 	unsigned int nmsg_txtime;	/* messages with an SCM_TXTIME cmsg */
 	uint64_t txtime[8];		/* of the first eight messages (0: none) */
+	int flags;
 };
 
 static struct step script[32];
@@ -46,8 +47,8 @@ int __wrap_sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags)
 	unsigned int take;
 
 	(void)fd;
-	(void)flags;
 	memset(c, 0, sizeof(*c));
+	c->flags = flags;
 	c->vlen = vlen;
 	for (unsigned int i = 0; i < vlen; i++) {
 		struct msghdr *h = &vec[i].msg_hdr;
@@ -221,15 +222,24 @@ static void einval_from_a_shrunk_path_splits_without_disabling_gso(void **state)
 	assert_int_equal(dropped(), 0);
 }
 
-static void eagain_is_waited_out(void **state)
+static uint32_t held(void)
+{
+	uint32_t n = 0;
+
+	for (size_t i = 0; i < b.nruns; i++)
+		n += b.runs[i].held;
+	return n;
+}
+
+static void eagain_holds_the_socket_never_waits(void **state)
 {
 	(void)state;
 	script[nscript++] = (struct step){ -1, EAGAIN };
-	script[nscript++] = (struct step){ -1, EAGAIN };
 	send_two_flows();
-	assert_int_equal(ncalls, 3);
-	assert_int_equal(calls[2].vlen, 2);
-	assert_int_equal(atomic_load(&stats.retries), 2);
+	assert_int_equal(ncalls, 1);		/* no retry, no poll in the flush */
+	assert_true(calls[0].flags & MSG_DONTWAIT);
+	assert_int_equal(held(), 40);		/* both runs: the core keeps them */
+	assert_int_equal(atomic_load(&stats.retries), 1);
 	assert_int_equal(dropped(), 0);
 	assert_int_equal(atomic_load(&s->pending_err), 0);
 }
@@ -390,7 +400,7 @@ int main(void)
 		T(gso_refused_with_eio_falls_back_to_plain),
 		T(gso_refused_with_einval_falls_back_too),
 		T(einval_from_a_shrunk_path_splits_without_disabling_gso),
-		T(eagain_is_waited_out),
+		T(eagain_holds_the_socket_never_waits),
 		T(enobufs_is_retried),
 		T(partial_send_resumes_where_it_stopped),
 		T(a_consumed_socket_error_is_reported_not_dropped),
