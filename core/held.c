@@ -176,6 +176,23 @@ static bool is_full(int err)
 	return err == EAGAIN || err == ENOBUFS || err == ENOMEM;
 }
 
+/*
+ * ENOBUFS is a qdisc that dropped (with IP_RECVERR) or no memory: no
+ * POLLOUT will say when to try again, and trying at once feeds a full
+ * queue (with fragments of large datagrams, it keeps it full). Growing
+ * back-off, 1 to 16 ms (hold_lock held).
+ */
+#define UW_HELD_BACKOFF_MIN_NS	1000000u
+#define UW_HELD_BACKOFF_MAX_NS	16000000u
+
+static void back_off(struct uw_core *c, struct uw_sock *s)
+{
+	uint32_t b = s->held_backoff_ns ? s->held_backoff_ns * 2 : UW_HELD_BACKOFF_MIN_NS;
+
+	s->held_backoff_ns = b > UW_HELD_BACKOFF_MAX_NS ? UW_HELD_BACKOFF_MAX_NS : b;
+	s->held_retry_ns = c->sys->now_ns() + s->held_backoff_ns;
+}
+
 /* Send s's list until the kernel has no room: 0 when it is empty, EAGAIN
  * when the socket is full, EBUSY when another thread is draining it. The
  * caller takes an emptied socket off the core's list. */
@@ -190,6 +207,10 @@ static int drain_once(struct uw_core *c, struct uw_sock *s)
 		unlock_held(s, in, cs);
 		return EBUSY;
 	}
+	if (s->held_retry_ns && c->sys->now_ns() < s->held_retry_ns) {
+		unlock_held(s, in, cs);
+		return ENOBUFS;		/* backing off */
+	}
 	s->draining = true;
 	while ((h = s->held_head) != NULL) {
 		s->held_head = h->next;
@@ -203,8 +224,12 @@ static int drain_once(struct uw_core *c, struct uw_sock *s)
 			s->held_head = h;
 			if (!s->held_tail)
 				s->held_tail = h;
+			if (err != EAGAIN)
+				back_off(c, s);
 			break;
 		}
+		s->held_backoff_ns = 0;
+		s->held_retry_ns = 0;
 		if (err) {	/* refused for good: the next call hears it */
 			int none = 0;
 
@@ -248,8 +273,16 @@ int uw_held_drain(struct uw_core *c, struct uw_sock *s, int wait_ms)
 			if ((until - now) / 1000000u < (uint64_t)ms)
 				ms = (int)((until - now) / 1000000u) + 1;
 		}
-		if (err != EAGAIN)
-			ms = 1;		/* another drainer; or ENOBUFS: no POLLOUT for it */
+		if (err == EBUSY) {	/* another thread drains it */
+			ms = 1;
+		} else if (err != EAGAIN) {	/* ENOBUFS: its back-off, no POLLOUT */
+			uint64_t at = atomic_load_explicit(&s->held_retry_ns, memory_order_relaxed);
+
+			now = c->sys->now_ns();
+			ms = at > now ? (int)((at - now) / 1000000u) + 1 : 1;
+			c->sys->poll(NULL, 0, ms);
+			continue;
+		}
 		c->sys->poll(&p, 1, ms);
 	}
 }

@@ -238,7 +238,9 @@ struct uw_sock {
 	pthread_mutex_t hold_lock;
 	struct uw_held *held_head, *held_tail;
 	bool draining;
-	bool held_listed;
+	_Atomic uint64_t held_retry_ns;	/* ENOBUFS: not before then (hold_lock) */
+	uint32_t held_backoff_ns;
+	_Atomic bool held_listed;	/* written under uw_core.held_lock */
 	struct uw_sock *held_link;
 	struct uw_sock *next_free;
 	/* pacing (qlock) */

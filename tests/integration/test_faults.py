@@ -30,7 +30,9 @@ library, L = with it):
    dropped_sock_gone are 0.
 2. delivered: L.delivered >= K.delivered - tol; tol = 0, except where the
    kernel itself lost datagrams it had accepted (a qdisc dropping: the tbf
-   cases): tol = K.silent + 1% of COUNT (qdisc drops vary run to run).
+   cases): tol = K.silent + 1% of COUNT (qdisc drops vary run to run); and
+   where the kernel refused with EAGAIN (a non-blocking socket), 1% of
+   COUNT more (how many sends a full buffer refuses varies run to run).
 3. no silent loss beyond the kernel's: L.silent <= K.silent + tol + a;
    a = WINDOW per fault onset where the kernel refused datagrams (K had
    errors), else 0. WINDOW is what a batching library can have accepted
@@ -494,7 +496,10 @@ def problems_of(case, k, l):
         problems.append(f"the kernel delivered all {case.count}, the library dropped "
                         f"{l['dropped']} (sock_gone {l['dropped_sock_gone']})")
     tol = k["silent"] + math.ceil(case.count / 100) if case.lossy and k["silent"] else 0
-    if l["delivered"] < k["delivered"] - tol:
+    # EAGAIN is the send buffer's state at the instant of the call: which
+    # and how many sends it refuses varies by a few between any two runs
+    eagain_tol = math.ceil(case.count / 100) if k["errors"].get("EAGAIN") else 0
+    if l["delivered"] < k["delivered"] - tol - eagain_tol:
         problems.append(f"delivered {l['delivered']}, the kernel {k['delivered']} "
                         f"(tolerance {tol})")
     allow = tol + (WINDOW * case.onsets if k["errors_total"] else 0)
