@@ -58,6 +58,12 @@ class NetPair:
             self.ip("-n", ns, "link", "set", dev, "up")
             self.ip("-n", ns, "addr", "add", f"{self.V4[i]}/24", "dev", dev)
             self.ip("-n", ns, "addr", "add", f"{self.V6[i]}/64", "dev", dev, "nodad")
+        # The receiving end through NAPI (its one ring, as a NIC's queue):
+        # without it veth hands each packet to the backlog of the CPU that
+        # sent it, and two threads sending on one socket (the flush thread
+        # and the application's own calls) may be delivered out of order.
+        subprocess.run([*self.in_rx(), "ethtool", "-K", self.rxdev, "gro", "on"],
+                       capture_output=True)
         # Static neighbours: a burst to an address not yet resolved waits
         # in the neighbour's small queue, which drops silently (with or
         # without the library) and is not what these tests are about.
