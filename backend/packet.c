@@ -1267,4 +1267,5 @@ const struct uw_backend_ops uw_backend_packet = {
 	.max_segment	= pkt_max_segment,
 	.close		= pkt_close,
 	.fork_child	= pkt_fork_child,
+	.cross_socket	= true,
 };

@@ -769,4 +769,5 @@ const struct uw_backend_ops uw_backend_uring = {
 	.close		= uring_close,
 	.fork_child	= uring_fork_child,
 	.txtime		= true,
+	.cross_socket	= true,
 };

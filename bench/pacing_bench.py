@@ -71,6 +71,7 @@ def parse_args():
     ap.add_argument('--seconds', type=float, default=10)
     ap.add_argument('--rounds', type=int, default=3)
     ap.add_argument('--backends', default='mmsg', help='paced variants, comma-separated')
+    ap.add_argument('--ref-lib', help='also the default configuration with this library')
     ap.add_argument('--no-unpaced', action='store_true')
     ap.add_argument('--rt', action='store_true', help='also paced with a SCHED_FIFO flusher')
     ap.add_argument('--pin', action='store_true',
@@ -92,6 +93,9 @@ def variants(args):
     v = [('baseline', None)]
     if not args.no_unpaced:
         v.append(('unpaced', {'UDPWEAVE_MAX_DELAY_US': str(args.delay_us)}))
+        if args.ref_lib:	# another build of the library, side by side
+            v.append(('unpaced-ref', {'UDPWEAVE_MAX_DELAY_US': str(args.delay_us),
+                                      'LD_PRELOAD': os.path.abspath(args.ref_lib)}))
     for b in [b for b in args.backends.split(',') if b]:
         env = {'UDPWEAVE_RULES': rule(args), 'UDPWEAVE_BACKEND': b}
         v.append(('paced-' + b, env))
@@ -133,7 +137,7 @@ def one_run(topo, args, name, shim_env, interval_us, port, tmp):
             time.sleep(0.01)
         env = None
         if shim_env is not None:
-            env = dict(shim_env, LD_PRELOAD=os.path.join(build, 'libudpweave.so'),
+            env = dict({'LD_PRELOAD': os.path.join(build, 'libudpweave.so')}, **shim_env,
                        UDPWEAVE_STATS=stats)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         cp = subprocess.run(

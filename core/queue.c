@@ -61,6 +61,9 @@ static void core_leave(int cs)
  * max delay / UW_SYNC_GAP apart (core/uw.h, UW_SOCK_SYNC). */
 #define UW_SYNC_GAP	2u
 #define UW_SYNC_HOLD_NS	(100ull * 1000000ull)
+/* Sends of an interactive socket without a read between them, after
+ * which it is taken for a stream (see UW_SOCK_INTERACTIVE). */
+#define UW_INTERACTIVE_BURST	64u
 
 void uw_core_sync_error(struct uw_sock *s, uint64_t now_ns)
 {
@@ -581,6 +584,54 @@ static void drop_gone(struct uw_core *c, struct uw_stage *const *v, size_t n)
 	}
 }
 
+/*
+ * A socket that had one datagram in each of its last UW_LONELY_FLUSHES
+ * flushes gains nothing from the queue (no GSO run, no message beside it
+ * in its sendmmsg) and pays a flush for each datagram: its sends go to the
+ * kernel at their calls again (UW_SOCK_SYNC) until they come fast. With a
+ * backend that sends all sockets in one call, the whole batch is what
+ * counts. Paced flows are the scheduler's. Flush lock held.
+ */
+#define UW_LONELY_FLUSHES	8u
+
+static void note_lonely(struct uw_core *c, struct uw_stage *const *v, size_t n)
+{
+	uint32_t gen = ++c->lonely_gen, total = 0;
+	bool cross = c->be.ops->cross_socket;
+
+	for (size_t i = 0; i < n; i++) {
+		for (struct uw_flow *f = v[i]->flows; f; f = f->next) {
+			struct uw_sock *s = f->sock;
+
+			if (!f->head)
+				continue;
+			if (s->lonely_gen != gen) {
+				s->lonely_gen = gen;
+				s->flush_dgrams = 0;
+			}
+			s->flush_dgrams += f->rec ? 2 : f->count;	/* paced: never */
+			total += f->count;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		for (struct uw_flow *f = v[i]->flows; f; f = f->next) {
+			struct uw_sock *s = f->sock;
+
+			if (!f->head || s->lonely_done == gen)
+				continue;
+			s->lonely_done = gen;
+			if ((cross ? total : s->flush_dgrams) > 1) {
+				s->lonely_run = 0;
+			} else if (++s->lonely_run >= UW_LONELY_FLUSHES) {
+				s->lonely_run = 0;
+				atomic_store_explicit(&s->sync_last_ns, 0, memory_order_relaxed);
+				uw_sock_set(s, UW_SOCK_SYNC);
+				uw_stat_add(&c->stats.lonely_sockets, 1);
+			}
+		}
+	}
+}
+
 /* Send the detached stages v[0..n), oldest release first, as one batch.
  * Flush lock held, queue lock not. */
 static void flush_stages(struct uw_core *c, struct uw_stage *const *v, size_t n,
@@ -603,6 +654,8 @@ static void flush_stages(struct uw_core *c, struct uw_stage *const *v, size_t n,
 	uw_stats_note_delay(&c->stats, now > oldest ? now - oldest : 0);
 	uw_stat_max(&c->stats.arena_high_water, used);
 	drop_gone(c, v, n);
+	if (c->cfg.sync)
+		note_lonely(c, v, n);
 	if (uw_batch_build_stages(&c->scratch, v, n, &c->be, &b)) {
 		uw_warn("out of memory building a batch; sending datagram by datagram");
 		for (size_t i = 0; i < n; i++)
@@ -920,7 +973,10 @@ static ssize_t sync_send(struct uw_core *c, struct uw_sock *s, int flags)
 
 	if (err)
 		return err;
-
+	if ((uw_sock_flags(s) & UW_SOCK_INTERACTIVE) &&
+	    atomic_fetch_add_explicit(&s->sends_since_read, 1, memory_order_relaxed) >=
+	    UW_INTERACTIVE_BURST)
+		uw_sock_clear(s, UW_SOCK_INTERACTIVE);	/* a stream: it may queue again */
 	/* a paced flow's rate is the scheduler's to judge (core/pace.c) */
 	atomic_store_explicit(&s->sync_fast, (last && now - last < gap) ||
 			      atomic_load_explicit(&c->pace_on, memory_order_relaxed),
@@ -1089,6 +1145,16 @@ static void note_local(struct uw_core *c, struct uw_sock *s, const struct uw_add
 		atomic_store_explicit(&c->local_queued, true, memory_order_relaxed);
 }
 
+void uw_core_note_read(struct uw_core *c, struct uw_sock *s)
+{
+	atomic_store_explicit(&s->sends_since_read, 0, memory_order_relaxed);
+	if (!(uw_sock_flags(s) & UW_SOCK_INTERACTIVE)) {
+		uw_sock_set(s, UW_SOCK_INTERACTIVE);
+		uw_stat_add(&c->stats.interactive_sockets, 1);
+	}
+	uw_core_flush_sock(c, s, UW_FLUSH_BARRIER);	/* before the thread waits on it */
+}
+
 void uw_core_before_read(struct uw_core *c)
 {
 	if (atomic_load_explicit(&c->local_queued, memory_order_relaxed) &&
@@ -1110,8 +1176,8 @@ ssize_t uw_core_send(struct uw_core *c, struct uw_sock *s, const struct uw_msg *
 		if (err)
 			return -err;
 	}
-	if (uw_sock_flags(s) & (UW_SOCK_SYNC | UW_SOCK_HELD) &&
-	    ((uw_sock_flags(s) & UW_SOCK_HELD) || c->cfg.sync))
+	if (uw_sock_flags(s) & (UW_SOCK_SYNC | UW_SOCK_HELD | UW_SOCK_INTERACTIVE) &&
+	    ((uw_sock_flags(s) & (UW_SOCK_HELD | UW_SOCK_INTERACTIVE)) || c->cfg.sync))
 		return sync_send(c, s, m->flags);
 	if (!(uw_sock_flags(s) & UW_SOCK_BOUND))
 		ensure_bound(c, s);

@@ -136,6 +136,8 @@ int uw_stats_json(const struct uw_stats *st, const char *backend, char *buf, siz
 	EMIT(", \"sync_errors\": %llu", LD(sync_errors));
 	EMIT(", \"held_datagrams\": %llu, \"held_dropped\": %llu, \"held_sends\": %llu",
 	     LD(held_datagrams), LD(held_dropped), LD(held_sends));
+	EMIT(", \"interactive_sockets\": %llu, \"lonely_sockets\": %llu",
+	     LD(interactive_sockets), LD(lonely_sockets));
 	EMIT(", \"syscalls\": %llu, \"batches\": %llu, \"messages\": %llu",
 	     LD(syscalls), LD(batches), LD(messages));
 	EMIT(", \"gso_runs\": %llu, \"gso_segments\": %llu, \"segments_max\": %llu",

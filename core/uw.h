@@ -202,6 +202,12 @@ enum {
 	/* datagrams a full socket refused wait on its own list (core/held.c):
 	 * they go before anything later of the socket */
 	UW_SOCK_HELD		= 1u << 9,
+	/* the process reads this socket too (request/response: DNS, RTCP,
+	 * ping-pong): its sends go straight to the kernel, and its queue
+	 * goes before a read of it, until it sends UW_INTERACTIVE_BURST
+	 * datagrams without a read in between (a stream that reads now and
+	 * then: queued again) */
+	UW_SOCK_INTERACTIVE	= 1u << 10,
 };
 
 struct uw_flowrec;
@@ -228,10 +234,13 @@ struct uw_sock {
 	uint64_t mtu_expiry_ns;
 	uint32_t batch_gen;		/* batch builder marks (flush lock) */
 	uint32_t verify_gen;		/* identity checked in this flush (flock) */
+	/* flushes in a row that had one datagram of it (flock) */
+	uint32_t lonely_gen, lonely_done, flush_dgrams, lonely_run;
 	uint64_t cookie;		/* SO_COOKIE at registration; 0: unknown */
 	uint32_t batch_group;
 	_Atomic uint64_t sync_last_ns;	/* its last send under UW_SOCK_SYNC */
 	_Atomic uint64_t sync_err_ns;	/* the kernel's last error for it */
+	_Atomic uint32_t sends_since_read;	/* UW_SOCK_INTERACTIVE */
 	_Atomic bool sync_fast;		/* that one came soon after the one before */
 	/* held datagrams (core/held.c): the list, its drainer (hold_lock);
 	 * the core's list of sockets with some (uw_core.held_lock) */
@@ -350,6 +359,8 @@ struct uw_stats {
 	_Atomic uint64_t held_datagrams;	/* a full socket's, sent later (core/held.c) */
 	_Atomic uint64_t held_dropped;		/* of those: never sent (closed, exit, refused) */
 	_Atomic uint64_t held_sends;		/* send calls for them (in syscalls too) */
+	_Atomic uint64_t interactive_sockets;	/* sockets found read as well as sent on */
+	_Atomic uint64_t lonely_sockets;	/* sent to the kernel again: slow (issue 13) */
 	_Atomic uint64_t passthrough_calls;	/* app calls handed to the kernel as they were */
 	/* app calls handed to the kernel to judge (UW_SOCK_SYNC: a socket's
 	 * first sends, or after an error): the datagrams and bytes it took
@@ -481,6 +492,9 @@ struct uw_backend_ops {
 	/* Attaches run->txtime_ns to what it sends (SCM_TXTIME): the core
 	 * hands the kernel's fq the release of such runs. */
 	bool txtime;
+	/* Sends every socket's runs of a batch in one call (a submission, a
+	 * ring kick): a socket's lone datagram still shares that call. */
+	bool cross_socket;
 };
 
 struct uw_backend {
@@ -691,6 +705,7 @@ struct uw_core {
 	int active;
 	struct uw_scratch scratch;	/* flock */
 	uint32_t verify_gen;		/* flushes, for uw_sock.verify_gen (flock) */
+	uint32_t lonely_gen;		/* flushes, for uw_sock.lonely_gen (flock) */
 	_Atomic uint64_t queued_total;	/* datagrams in both stages */
 	/* a datagram to a loopback address is queued: a read of this
 	 * process must see it (uw_core_before_read) */
@@ -747,6 +762,9 @@ long uw_core_flush(struct uw_core *c, enum uw_flush_reason why);
 /* Before a read that may look for what this process sent to itself (recv,
  * FIONREAD, poll on a UDP socket): what is queued to loopback goes out. */
 void uw_core_before_read(struct uw_core *c);
+/* The process reads (or waits to read) socket s: it is interactive, and
+ * what is queued for it goes now. */
+void uw_core_note_read(struct uw_core *c, struct uw_sock *s);
 /* A send of socket s handed to the kernel because of UW_SOCK_SYNC
  * (uw_sync_sock set to s by uw_core_send): what the kernel took (datagrams
  * <= 0: it refused); a success ends the socket's synchronous sends. */

@@ -26,10 +26,16 @@ static inline bool local_pending(void)
 	       atomic_load_explicit(&uw_core.local_queued, memory_order_relaxed);
 }
 
-/* A read of fd: flush first if fd is a UDP socket of ours. */
+/* A read of fd: if it is a UDP socket of ours, the socket is interactive
+ * (its own queue goes now), and what is queued to loopback goes first. */
 static void before_read_fd(int fd)
 {
-	if (!local_pending() || !uw_fd_sock(fd))
+	struct uw_sock *s;
+
+	if (!atomic_load_explicit(&uw_active, memory_order_relaxed) || !(s = uw_fd_sock(fd)))
+		return;
+	uw_core_note_read(&uw_core, s);
+	if (!local_pending())
 		return;
 	atomic_store_explicit(&uw_core.udp_reader, true, memory_order_relaxed);
 	uw_core_before_read(&uw_core);
@@ -116,20 +122,29 @@ UW_EXPORT int ioctl(int fd, unsigned long req, ...)
 	return real.ioctl(fd, req, arg);
 }
 
+/* Waiting to read fds: a UDP socket of ours among them has its queue sent
+ * first (a request must leave before its answer is waited for), and what
+ * is queued to loopback goes too. */
 static void before_poll(const struct pollfd *fds, nfds_t n)
 {
-	if (!local_pending() || !fds)
+	bool local = local_pending();
+
+	if (!fds || !atomic_load_explicit(&uw_core.queued_total, memory_order_relaxed))
 		return;
 	for (nfds_t i = 0; i < n; i++) {
 		struct pollfd p;
+		struct uw_sock *s;
 
 		if (uw_copy_from_user(&p, &fds[i], sizeof(p)))
 			return;		/* the kernel's EFAULT */
 		/* waiting to write (ffmpeg polls before each send) is no read */
-		if (p.fd >= 0 && (p.events & (POLLIN | POLLRDNORM)) && uw_fd_sock(p.fd)) {
+		if (p.fd < 0 || !(p.events & (POLLIN | POLLRDNORM)) || !(s = uw_fd_sock(p.fd)))
+			continue;
+		if (local) {
 			uw_core_before_read(&uw_core);
 			return;
 		}
+		uw_core_flush_sock(&uw_core, s, UW_FLUSH_BARRIER);
 	}
 }
 

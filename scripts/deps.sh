@@ -35,6 +35,7 @@ PKGS=(
 	netsniff-ng                     # bench: trafgen, the raw-ring ceiling
 	lttng-tools babeltrace2         # tracepoints: their test
 	tshark                          # tests: packet backend frames on the wire
+	sockperf dnsmasq-base bind9-dnsutils   # bench: request/response (ping-pong, DNS)
 )
 
 if [ "${1:-}" = build ]; then
