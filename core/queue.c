@@ -65,6 +65,29 @@ static void core_leave(int cs)
  * which it is taken for a stream (see UW_SOCK_INTERACTIVE). */
 #define UW_INTERACTIVE_BURST	64u
 
+/* Live statistics go out after flushes (sys->after_flush, flush lock
+ * held); a process whose sends all go to the kernel flushes nothing, so
+ * its sends publish them too, every UW_SYNC_PUBLISH_NS at most, when the
+ * flush lock is free. */
+#define UW_SYNC_PUBLISH_NS	(100ull * 1000000ull)
+
+static void publish_now_and_then(struct uw_core *c, uint64_t now)
+{
+	int cs;
+
+	if (!c->sys->after_flush ||
+	    now < atomic_load_explicit(&c->sync_publish_ns, memory_order_relaxed))
+		return;
+	atomic_store_explicit(&c->sync_publish_ns, now + UW_SYNC_PUBLISH_NS, memory_order_relaxed);
+	if (!core_enter(&cs))
+		return;
+	if (!pthread_mutex_trylock(&c->flock)) {
+		c->sys->after_flush(now);
+		pthread_mutex_unlock(&c->flock);
+	}
+	core_leave(cs);
+}
+
 void uw_core_sync_error(struct uw_sock *s, uint64_t now_ns)
 {
 	atomic_store_explicit(&s->sync_err_ns, now_ns, memory_order_relaxed);
@@ -95,6 +118,7 @@ void uw_core_sync_done(struct uw_core *c, struct uw_sock *s, long datagrams, lon
 	uw_stat_add(&c->stats.bytes_in, (uint64_t)bytes);
 	uw_stat_add(&c->stats.datagrams_out, (uint64_t)datagrams);
 	uw_stat_add(&c->stats.bytes_out, (uint64_t)bytes);
+	publish_now_and_then(c, last);
 }
 
 bool uw_core_inside(void)

@@ -715,6 +715,7 @@ struct uw_core {
 	struct uw_sock *held_socks;
 	_Atomic uint32_t nheld_socks;
 	uint64_t held_next_ns;		/* the flush thread's next retry (qlock) */
+	_Atomic uint64_t sync_publish_ns;	/* live stats from sync sends, next */
 	_Atomic bool udp_reader;	/* the process has read from a UDP socket */
 
 	/* senders check the deadline every check_every datagrams (qlock) */
