@@ -286,7 +286,8 @@ static void stage_untake(struct uw_stage *st, size_t n)
 }
 
 /* The application's bytes into d: -EFAULT where the kernel would fail. */
-static int copy_payload(struct uw_dgram *d, const struct iovec *iov, size_t iovlen)
+static __attribute__((noinline)) int copy_payload_iov(struct uw_dgram *d,
+						       const struct iovec *iov, size_t iovlen)
 {
 	for (size_t i = 0, off = 0; i < iovlen; i++) {
 		if (iov[i].iov_len && uw_copy_from_user(d->data + off, iov[i].iov_base,
@@ -295,6 +296,15 @@ static int copy_payload(struct uw_dgram *d, const struct iovec *iov, size_t iovl
 		off += iov[i].iov_len;
 	}
 	return 0;
+}
+
+/* One buffer (send, sendto, write) with no loop: a loop here makes
+ * stage_append keep its state on the stack. */
+static inline int copy_payload(struct uw_dgram *d, const struct iovec *iov, size_t iovlen)
+{
+	if (iovlen == 1)
+		return uw_copy_from_user(d->data, iov->iov_base, iov->iov_len) ? -EFAULT : 0;
+	return copy_payload_iov(d, iov, iovlen);
 }
 
 /* Append a datagram to its flow in st (a new flow for rec if there is none
