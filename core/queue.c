@@ -1120,9 +1120,16 @@ ssize_t uw_core_send(struct uw_core *c, struct uw_sock *s, const struct uw_msg *
 		if (err)
 			return -err;
 	}
-	if (uw_sock_flags(s) & (UW_SOCK_SYNC | UW_SOCK_HELD) &&
-	    ((uw_sock_flags(s) & UW_SOCK_HELD) || c->cfg.sync))
+	if ((uw_sock_flags(s) & (UW_SOCK_SYNC | UW_SOCK_HELD)) == UW_SOCK_HELD) {
+		/* a socket that blocks, its list first: wait, as the kernel's
+		 * send would (or EAGAIN for MSG_DONTWAIT), then queue again */
+		err = uw_core_barrier(c, s, m->flags);
+		if (err)
+			return err;
+	} else if (uw_sock_flags(s) & (UW_SOCK_SYNC | UW_SOCK_HELD) &&
+		   ((uw_sock_flags(s) & UW_SOCK_HELD) || c->cfg.sync)) {
 		return sync_send(c, s, m->flags);
+	}
 	if (!(uw_sock_flags(s) & UW_SOCK_BOUND))
 		ensure_bound(c, s);
 	uw_addr_from_sockaddr(&dest, m->name, m->namelen);
