@@ -65,6 +65,8 @@ LIBFLAGS     += $(URING_CFLAGS)
 CONFIG   := $(B)/config.stamp
 UW_CONFIG = cc=$(CC) $(shell $(CC) -dumpfullversion 2>/dev/null) opt=$(OPT) san=$(SAN) cflags=$(CFLAGS) \
 	    lttng=$(LTTNG) $(foreach l,lttng-ust liburing libmnl libcap,$(l)=$(shell pkg-config --modversion $(l) 2>/dev/null))
+.DEFAULT_GOAL := all
+
 $(CONFIG): FORCE
 	@mkdir -p $(B)
 	@echo '$(UW_CONFIG)' | cmp -s - $@ || echo '$(UW_CONFIG)' > $@

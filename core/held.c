@@ -35,8 +35,78 @@ struct uw_held {
 	uint32_t seg, nseg, done;	/* segments: size, count, already sent */
 	uint32_t len, off;		/* bytes: all of them, before segment done */
 	bool plain;			/* one segment a message */
+	uint8_t cls;			/* its pool class, UW_HELD_CLASSES: none */
 	unsigned char data[];
 };
+
+/* The pool (uw_core.held_pool): blocks of UW_HELD_BLOCK << class bytes,
+ * header included; one larger than the largest class is malloc's alone. */
+#define UW_HELD_BLOCK	2048u
+
+static struct uw_held *held_get(struct uw_core *c, size_t len)
+{
+	size_t need = sizeof(struct uw_held) + len;
+	unsigned int k = 0;
+	struct uw_held *h = NULL;
+
+	while (k < UW_HELD_CLASSES && (size_t)UW_HELD_BLOCK << k < need)
+		k++;
+	if (k < UW_HELD_CLASSES) {
+		pthread_mutex_lock(&c->held_pool_lock);
+		h = c->held_pool[k];
+		if (h) {
+			c->held_pool[k] = h->next;
+			c->held_pool_bytes -= (size_t)UW_HELD_BLOCK << k;
+		}
+		pthread_mutex_unlock(&c->held_pool_lock);
+		need = (size_t)UW_HELD_BLOCK << k;
+	}
+	if (!h)
+		h = malloc(need);
+	if (h)
+		h->cls = (uint8_t)k;
+	return h;
+}
+
+static void held_put(struct uw_core *c, struct uw_held *h)
+{
+	size_t size;
+
+	if (h->cls < UW_HELD_CLASSES) {
+		size = (size_t)UW_HELD_BLOCK << h->cls;
+		pthread_mutex_lock(&c->held_pool_lock);
+		if (c->held_pool_bytes + size <= c->held_pool_cap) {
+			h->next = c->held_pool[h->cls];
+			c->held_pool[h->cls] = h;
+			c->held_pool_bytes += size;
+			h = NULL;
+		}
+		pthread_mutex_unlock(&c->held_pool_lock);
+	}
+	free(h);
+}
+
+void uw_held_init(struct uw_core *c, size_t pool_cap)
+{
+	pthread_mutex_init(&c->held_lock, NULL);
+	pthread_mutex_init(&c->held_pool_lock, NULL);
+	c->held_pool_cap = pool_cap;
+}
+
+void uw_held_free_pool(struct uw_core *c)
+{
+	pthread_mutex_lock(&c->held_pool_lock);
+	for (unsigned int k = 0; k < UW_HELD_CLASSES; k++) {
+		while (c->held_pool[k]) {
+			struct uw_held *h = c->held_pool[k];
+
+			c->held_pool[k] = h->next;
+			free(h);
+		}
+	}
+	c->held_pool_bytes = 0;
+	pthread_mutex_unlock(&c->held_pool_lock);
+}
 
 /* hold_lock is taken inside the library (a signal is deferred, never
  * run over it); inside already when a flush parks. */
@@ -110,15 +180,15 @@ static void unlist_sock(struct uw_core *c, struct uw_sock *s)
  * first one's size) onto s's list as one run (hold_lock held). A run to
  * the connected peer keeps the peer's address: a later connect must not
  * redirect what was sent before it. False without memory. */
-static bool held_add(struct uw_sock *s, const struct uw_addr *dest, const struct iovec *iov,
-		     uint32_t n)
+static bool held_add(struct uw_core *c, struct uw_sock *s, const struct uw_addr *dest,
+		     const struct iovec *iov, uint32_t n)
 {
 	struct uw_held *h;
 	size_t len = 0;
 
 	for (uint32_t i = 0; i < n; i++)
 		len += iov[i].iov_len;
-	h = malloc(sizeof(*h) + len);
+	h = held_get(c, len);
 	if (!h)
 		return false;
 	h->next = NULL;
@@ -158,7 +228,7 @@ void uw_held_park_run(struct uw_core *c, struct uw_run *r)
 		return;
 	in = lock_held(s, &cs);
 	uw_stat_add(&c->stats.held_datagrams, r->held);
-	if (!held_add(s, r->dest, r->iov + (r->nseg - r->held), r->held))
+	if (!held_add(c, s, r->dest, r->iov + (r->nseg - r->held), r->held))
 		count_lost(c, r->held);
 	uw_sock_set(s, parked_flags(c, s));
 	unlock_held(s, in, cs);
@@ -198,7 +268,7 @@ void uw_held_take_flow(struct uw_core *c, struct uw_flow *f)
 			 iov[n - 1].iov_len == iov[0].iov_len && iov[0].iov_len <= cap &&
 			 bytes + d->len <= UW_GSO_MAX_BYTES);
 		uw_stat_add(&c->stats.held_datagrams, n);
-		if (!held_add(s, &f->dest, iov, n))
+		if (!held_add(c, s, &f->dest, iov, n))
 			count_lost(c, n);
 	}
 	uw_sock_set(s, parked_flags(c, s));
@@ -370,13 +440,13 @@ static int drain_once(struct uw_core *c, struct uw_sock *s, bool wait)
 		k = send_runs(c, s, v, n, wait, &err);
 		in = lock_held(s, &cs);
 		for (uint32_t i = 0; i < k; i++)
-			free(v[i]);
+			held_put(c, v[i]);
 		if (k < n && !is_full(err)) {	/* refused for good: the next call hears it */
 			int none = 0;
 
 			count_lost(c, v[k]->nseg - v[k]->done);
 			atomic_compare_exchange_strong(&s->pending_err, &none, err);
-			free(v[k++]);
+			held_put(c, v[k++]);
 			err = 0;
 		}
 		if (k < n) {	/* the rest back at the head, in order: still first */
@@ -453,7 +523,7 @@ static void held_discard(struct uw_core *c, struct uw_sock *s, bool gone)
 		count_lost(c, h->nseg - h->done);
 		if (gone)
 			uw_stat_add(&c->stats.dropped_sock_gone, h->nseg - h->done);
-		free(h);
+		held_put(c, h);
 	}
 	s->held_tail = NULL;
 	uw_sock_clear(s, UW_SOCK_HELD);
@@ -523,4 +593,38 @@ void uw_held_exit(struct uw_core *c, int wait_ms)
 			return;
 		c->sys->poll(NULL, 0, 1);
 	}
+}
+
+/*
+ * The forked child: what the parent held, the parent sends. Another thread
+ * of the parent may have been in a list or the pool at fork: the locks are
+ * made anew and the lists let go of without reading them (the parent's
+ * memory, leaked here, never sent twice).
+ */
+void uw_held_fork_child(struct uw_core *c)
+{
+	int max = atomic_load_explicit(&c->fds.max_fd, memory_order_relaxed);
+
+	for (int fd = 0; fd <= max && fd < c->fds.nslots; fd++) {
+		struct uw_sock *s = uw_slot_sock(atomic_load_explicit(&c->fds.slot[fd],
+								      memory_order_relaxed));
+
+		if (!s)
+			continue;
+		pthread_mutex_init(&s->hold_lock, NULL);
+		s->held_head = s->held_tail = NULL;
+		s->draining = false;
+		s->held_listed = false;
+		s->held_link = NULL;
+		s->held_retry_ns = 0;
+		s->held_backoff_ns = 0;
+		uw_sock_clear(s, UW_SOCK_HELD);
+	}
+	pthread_mutex_init(&c->held_lock, NULL);
+	pthread_mutex_init(&c->held_pool_lock, NULL);
+	c->held_socks = NULL;
+	atomic_store(&c->nheld_socks, 0);
+	c->held_next_ns = 0;
+	memset(c->held_pool, 0, sizeof(c->held_pool));
+	c->held_pool_bytes = 0;
 }

@@ -465,7 +465,7 @@ int uw_core_init(struct uw_core *c, const struct uw_config *cfg, const struct uw
 	c->slack_ns = delay / 5 < 500000 ? delay / 5 : 500000;
 	pthread_mutex_init(&c->qlock, NULL);
 	pthread_mutex_init(&c->flock, NULL);
-	pthread_mutex_init(&c->held_lock, NULL);
+	uw_held_init(c, 2 * (size_t)cfg->arena_kb * 1024);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&c->wake, &ca);
@@ -495,6 +495,7 @@ void uw_core_destroy(struct uw_core *c)
 		c->be.ops->close(&c->be);
 	uw_arena_free(&c->arena);
 	uw_scratch_free(&c->scratch);
+	uw_held_free_pool(c);
 	free(c->wheel);
 	c->wheel = NULL;
 }
@@ -1146,8 +1147,26 @@ ssize_t uw_core_send(struct uw_core *c, struct uw_sock *s, const struct uw_msg *
 
 /* ---- fork ---------------------------------------------------------------- */
 
+/*
+ * fork() runs these in the forking thread, which holds the library's locks
+ * from prepare to parent/child: inside the library all that time, so that
+ * a signal handler's send goes to the kernel instead of waiting for a lock
+ * its own thread holds.
+ */
+static __thread bool fork_entered __attribute__((tls_model("initial-exec")));
+static __thread int fork_cs __attribute__((tls_model("initial-exec")));
+
+static void fork_leave(void)
+{
+	if (fork_entered) {
+		fork_entered = false;
+		core_leave(fork_cs);
+	}
+}
+
 void uw_core_fork_prepare(struct uw_core *c)
 {
+	fork_entered = core_enter(&fork_cs);
 	pthread_mutex_lock(&c->flock);
 	pthread_mutex_lock(&c->qlock);
 	pthread_mutex_lock(&c->fds.lock);
@@ -1158,6 +1177,7 @@ void uw_core_fork_parent(struct uw_core *c)
 	pthread_mutex_unlock(&c->fds.lock);
 	pthread_mutex_unlock(&c->qlock);
 	pthread_mutex_unlock(&c->flock);
+	fork_leave();
 }
 
 /* The child starts empty: what the parent queued, the parent sends. */
@@ -1188,6 +1208,7 @@ void uw_core_fork_child(struct uw_core *c)
 			uw_wheel_put(c, v[i]);
 	}
 	atomic_store(&c->queued_total, 0);
+	uw_held_fork_child(c);
 	uw_stats_reset(&c->stats);
 	if (c->be.ops && c->be.ops->fork_child)
 		c->be.ops->fork_child(&c->be);
@@ -1201,4 +1222,5 @@ void uw_core_fork_child(struct uw_core *c)
 	pthread_mutex_unlock(&c->fds.lock);
 	pthread_mutex_unlock(&c->qlock);
 	pthread_mutex_unlock(&c->flock);
+	fork_leave();
 }
