@@ -364,7 +364,9 @@ def run(a):
            '--slots', str(a.slots), '--rate', str(a.rate), '--tmpdir', files] + \
         sum((['--' + k.replace('_', '-'), str(v)] for k, v in ports.items()), []) + \
         (['--handler-send'] if a.handler_send else [])
-    env = dict(plain, LD_PRELOAD=lib, UDPWEAVE_STATS=os.path.join(workdir, 'stats-%p.json'))
+    env = dict(plain, UDPWEAVE_STATS=os.path.join(workdir, 'stats-%p.json'))
+    if not a.no_preload:
+        env['LD_PRELOAD'] = lib
     for kv in a.env:
         k, _, v = kv.partition('=')
         env[k] = v
@@ -433,9 +435,10 @@ def report(a, cmd, rc, hang, r, x, rss, parent, children, snmp, stderr_tail, wor
         rss_at(run_rss, a.seconds / 2), (run_rss[-1] if run_rss else (0, 0))
     rss_limit = ref[1] * 1.2 + 8 * 1024
 
-    L.append('udpweave soak: %d s, %d threads, %d slots, seed %d, rate %d datagrams/s%s%s'
+    L.append('udpweave soak: %d s, %d threads, %d slots, seed %d, rate %d datagrams/s%s%s%s'
              % (a.seconds, a.threads, a.slots, a.seed, a.rate,
                 ', handler sends' if a.handler_send else '',
+                ', WITHOUT the library' if a.no_preload else '',
                 (', ' + ' '.join(a.env)) if a.env else ''))
     L.append('')
     row = lambda k, v: L.append('  %-52s %s' % (k, v))
@@ -539,6 +542,8 @@ def main():
                    help='signal handlers also send a datagram (sendto from a handler)')
     p.add_argument('--env', action='append', default=[], metavar='K=V',
                    help='extra environment for the sender (UDPWEAVE_SYNC=0, ...)')
+    p.add_argument('--no-preload', action='store_true',
+                   help='run the sender without the library (a control run of the soak itself)')
     p.add_argument('--out', help='also write the figures to this Markdown file')
     p.add_argument('--command', help='the command line to record in --out')
     a = p.parse_args()
