@@ -109,7 +109,20 @@ struct options {
 	unsigned fork_ms;
 	unsigned closefrom_ms;
 	const char *tmpdir;
+	const char *history;
+	unsigned ops;		/* OP_* bits: what the workers may do */
 	bool handler_send;
+};
+
+enum op_bit {
+	OP_REOPEN = 1u << 0, OP_DUP2 = 1u << 1, OP_DUP_SEND = 1u << 2, OP_CLOSE_RANGE = 1u << 3,
+	OP_RAW_CLOSE = 1u << 4, OP_FAULT = 1u << 5, OP_FORK = 1u << 6, OP_CLOSEFROM = 1u << 7,
+	OP_SIGNALS = 1u << 8, OP_ALL = (1u << 9) - 1,
+};
+
+static const char *const op_name[] = {
+	"reopen", "dup2", "dup-send", "close-range", "raw-close", "fault", "fork", "closefrom",
+	"signals",
 };
 
 static struct options opt;
@@ -127,7 +140,8 @@ static struct options opt;
 	X(tcp_connect_errors) X(releases) X(stray_file_bytes)		\
 	X(stray_file_magic) X(efault_tests) X(efault_ok)		\
 	X(efault_mismatch) X(forks) X(fork_errors) X(child_sigterm)	\
-	X(child_other_death) X(child_hung) X(child_sent)
+	X(child_other_death) X(child_hung) X(child_sent)		\
+	X(bind_already_bound)
 
 struct counters {
 #define X(name) uint64_t name;
@@ -150,11 +164,27 @@ struct slot {
 	uint32_t seq;
 	int64_t hold_until;	/* FILE, TCP: when to check and go back to UDP */
 	char path[128];		/* FILE */
+	uint8_t *ended;		/* [gen % HIST_GENS]: enum gen_end */
 };
 
 struct rng {
 	uint64_t s;
 };
+
+/* How each generation of a slot ended (--history), for the report on a
+ * misdirected datagram: 0 = still open or not recorded. */
+enum gen_end {
+	END_NONE, END_REOPEN, END_DUP2, END_CLOSE_RANGE, END_CLOSEFROM, END_RAW_FILE, END_RAW_TCP,
+	END_RELEASE, END_TEARDOWN,
+};
+
+static const char *const gen_end_name[] = {
+	"open", "close+reopen", "dup2 over it", "close_range", "closefrom",
+	"raw SYS_close, number to a file", "raw SYS_close, number to TCP",
+	"close of the file/TCP fd", "close at the end",
+};
+
+#define HIST_GENS	4096
 
 struct worker {
 	unsigned id;
@@ -186,10 +216,34 @@ static int64_t t0_ns, deadline_ns;
 
 /* ---- small helpers ------------------------------------------------------ */
 
+static void write_history(void)
+{
+	FILE *f;
+
+	if (!opt.history || !(f = fopen(opt.history, "w")))
+		return;
+	for (unsigned i = 0; i < opt.nslots; i++) {
+		uint32_t top = slots[i].gen;
+
+		for (uint32_t g = top > HIST_GENS ? top - HIST_GENS + 1 : 1; g <= top; g++)
+			fprintf(f, "%u %u %s\n", i, g, gen_end_name[slots[i].ended[g % HIST_GENS]]);
+	}
+	fclose(f);
+}
+
 static void die(const char *what)
 {
-	fprintf(stderr, "soak: %s: %s\n", what, strerror(errno));
+	int e = errno;
+
+	fprintf(stderr, "soak: %s: %s\n", what, strerror(e));
+	write_history();
 	exit(3);
+}
+
+/* The slot's current generation ends (slot locked). */
+static void gen_ended(struct slot *sl, enum gen_end how)
+{
+	sl->ended[sl->gen % HIST_GENS] = (uint8_t)how;
 }
 
 static int64_t now_ns(void)
@@ -274,8 +328,11 @@ static size_t pick_len(struct rng *r)
 
 /* ---- slots: open, install, forget ---------------------------------------- */
 
+static _Atomic uint64_t bind_already_bound;
+
 /* A UDP socket bound to 127.0.0.1:0 (its port known), connected to the
- * slot's receiver port half the time. */
+ * slot's receiver port half the time. A new socket found bound already
+ * was written to by someone else before we bound it: counted. */
 static int udp_open(unsigned idx, struct rng *r, bool *connected, uint16_t *port)
 {
 	struct sockaddr_in local = loopback(0), dst = loopback(opt.base_port + idx);
@@ -284,9 +341,14 @@ static int udp_open(unsigned idx, struct rng *r, bool *connected, uint16_t *port
 
 	if (fd < 0)
 		die("socket");
-	if (bind(fd, (struct sockaddr *)&local, sizeof(local)) ||
-	    getsockname(fd, (struct sockaddr *)&local, &len))
-		die("bind");
+	if (bind(fd, (struct sockaddr *)&local, sizeof(local))) {
+		if (errno != EINVAL)
+			die("bind");
+		if (atomic_fetch_add(&bind_already_bound, 1) < 5)
+			fprintf(stderr, "soak: fd %d: a new socket was bound already\n", fd);
+	}
+	if (getsockname(fd, (struct sockaddr *)&local, &len))
+		die("getsockname");
 	*port = ntohs(local.sin_port);
 	*connected = rng_chance(r, 50);
 	if (*connected && connect(fd, (struct sockaddr *)&dst, sizeof(dst)))
@@ -543,6 +605,7 @@ static void slot_release(struct worker *w, unsigned idx)
 	disown_fd(sl->fd);
 	close(sl->fd);
 	sl->fd = -1;
+	gen_ended(sl, END_RELEASE);
 	if (sl->kind == SLOT_FILE)
 		check_file(w, sl->path);
 	sl->kind = SLOT_CLOSED;
@@ -603,6 +666,7 @@ static void do_reopen(struct worker *w, unsigned idx)
 	if (rng_chance(&w->rng, 50))
 		send_burst(w, idx, sl->fd);
 	disown_fd(sl->fd);
+	gen_ended(sl, END_REOPEN);
 	if (close(sl->fd))
 		die("close");
 	slot_open_udp(sl, idx, &w->rng);
@@ -619,6 +683,7 @@ static void do_dup2(struct worker *w, unsigned idx)
 	if (rng_chance(&w->rng, 50))
 		send_burst(w, idx, sl->fd);
 	fresh = udp_open(idx, &w->rng, &connected, &port);
+	gen_ended(sl, END_DUP2);
 	r = rng_chance(&w->rng, 30) ? dup3(fresh, sl->fd, O_CLOEXEC) : dup2(fresh, sl->fd);
 	if (r != sl->fd)
 		die("dup2");
@@ -670,6 +735,7 @@ static void do_raw_close(struct worker *w, unsigned idx)
 		if (fd < 0)
 			die("open");
 		sl->kind = SLOT_FILE;
+		gen_ended(sl, END_RAW_FILE);
 		w->c.raw_close_file++;
 	} else {
 		struct sockaddr_in sa = loopback(opt.tcp_port);
@@ -680,6 +746,7 @@ static void do_raw_close(struct worker *w, unsigned idx)
 		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) && errno != EINTR)
 			w->c.tcp_connect_errors++;
 		sl->kind = SLOT_TCP;
+		gen_ended(sl, END_RAW_TCP);
 		w->c.raw_close_tcp++;
 	}
 	if (fd == old)
@@ -728,6 +795,7 @@ static void do_close_range(struct worker *w, unsigned idx)
 		if (rng_chance(&w->rng, 50))
 			send_burst(w, run[i], slots[run[i]].fd);
 		disown_fd(slots[run[i]].fd);
+		gen_ended(&slots[run[i]], END_CLOSE_RANGE);
 	}
 	if (close_range((unsigned)first, (unsigned)first + n - 1, 0))
 		die("close_range");
@@ -965,6 +1033,7 @@ static void op_closefrom(struct worker *w)
 		if (slots[i].kind == SLOT_UDP && rng_chance(&w->rng, 50))
 			send_burst(w, i, slots[i].fd);
 		disown_fd(slots[i].fd);
+		gen_ended(&slots[i], END_CLOSEFROM);
 	}
 	closefrom(lowfd);
 	for (unsigned i = 0; i < opt.nslots; i++) {
@@ -996,6 +1065,11 @@ static bool take_turn(_Atomic int64_t *next, unsigned period_ms)
 	       atomic_compare_exchange_strong(next, &due, t + (int64_t)period_ms * 1000000);
 }
 
+static bool may(enum op_bit op)
+{
+	return opt.ops & op;
+}
+
 static void pace(struct worker *w, int64_t start)
 {
 	double per_thread = (double)opt.rate / opt.threads, ahead;
@@ -1015,23 +1089,23 @@ static void *worker_main(void *arg)
 	while (!atomic_load(&stop_workers) && now_ns() < deadline_ns) {
 		unsigned idx = rng_below(&w->rng, opt.nslots), roll = rng_below(&w->rng, 1000);
 
-		if (take_turn(&next_fork_ns, opt.fork_ms))
+		if (may(OP_FORK) && take_turn(&next_fork_ns, opt.fork_ms))
 			op_fork(w);
-		else if (take_turn(&next_closefrom_ns, opt.closefrom_ms))
+		else if (may(OP_CLOSEFROM) && take_turn(&next_closefrom_ns, opt.closefrom_ms))
 			op_closefrom(w);
 		else if (roll < 800)
 			op_send(w, idx);
-		else if (roll < 840)
+		else if (roll < 840 && may(OP_REOPEN))
 			with_udp_slot(w, idx, do_reopen);
-		else if (roll < 870)
+		else if (roll >= 840 && roll < 870 && may(OP_DUP2))
 			with_udp_slot(w, idx, do_dup2);
-		else if (roll < 900)
+		else if (roll >= 870 && roll < 900 && may(OP_DUP_SEND))
 			with_udp_slot(w, idx, do_dup_send);
-		else if (roll < 910)
+		else if (roll >= 900 && roll < 910 && may(OP_CLOSE_RANGE))
 			with_udp_slot(w, idx, do_close_range);
-		else if (roll < 930)
+		else if (roll >= 910 && roll < 930 && may(OP_RAW_CLOSE))
 			with_udp_slot(w, idx, do_raw_close);
-		else if (atomic_load(&faults_on))
+		else if (roll >= 930 && may(OP_FAULT) && atomic_load(&faults_on))
 			with_udp_slot(w, idx, do_fault);
 		else
 			op_send(w, idx);
@@ -1140,7 +1214,9 @@ static void *signaller_main(void *arg)
 		int sig = sigs[rng_below(&r, 4)];
 
 		sleep_ns(100000 + (int64_t)rng_below(&r, 1900) * 1000);
-		if (rng_chance(&r, 30))
+		if (!may(OP_SIGNALS))
+			;
+		else if (rng_chance(&r, 30))
 			kill(getpid(), sig);
 		else
 			pthread_kill(workers[rng_below(&r, opt.threads)].thread, sig);
@@ -1168,10 +1244,11 @@ static void heartbeat(void)
 
 /* ---- result --------------------------------------------------------------- */
 
-static void print_result(const struct counters *c)
+static void print_result(struct counters *c)
 {
 	bool first = true;
 
+	c->bind_already_bound = atomic_load(&bind_already_bound);
 	printf("result {\"seconds\": %u, \"threads\": %u, \"slots\": %u, \"seed\": %llu, "
 	       "\"rate\": %u, \"handler_send\": %s, \"elapsed\": %.2f",
 	       opt.seconds, opt.threads, opt.nslots, (unsigned long long)opt.seed, opt.rate,
@@ -1221,8 +1298,31 @@ static void usage(void)
 		"usage: soak --base-port P --child-port P --sig-port P --tcp-port P --tmpdir DIR\n"
 		"            [--seconds 600] [--seed 1] [--threads 16] [--slots 500]\n"
 		"            [--rate DGRAMS_PER_S] [--fork-ms 500] [--closefrom-ms 3000]\n"
-		"            [--handler-send]\n");
+		"            [--handler-send] [--history FILE]\n"
+		"            [--ops all|LIST]  LIST of reopen,dup2,dup-send,close-range,raw-close,\n"
+		"                              fault,fork,closefrom,signals (sends always)\n");
 	exit(2);
+}
+
+static unsigned parse_ops(const char *list)
+{
+	char buf[256], *tok, *save;
+	unsigned ops = 0;
+
+	if (!strcmp(list, "all"))
+		return OP_ALL;
+	snprintf(buf, sizeof(buf), "%s", list);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		unsigned i = 0;
+
+		while (i < sizeof(op_name) / sizeof(op_name[0]) && strcmp(tok, op_name[i]))
+			i++;
+		if (i == sizeof(op_name) / sizeof(op_name[0]) && strcmp(tok, "send"))
+			usage();
+		if (strcmp(tok, "send"))
+			ops |= 1u << i;
+	}
+	return ops;
 }
 
 static void parse_options(int argc, char **argv)
@@ -1241,13 +1341,15 @@ static void parse_options(int argc, char **argv)
 		{ "closefrom-ms", required_argument, NULL, 'F' },
 		{ "tmpdir", required_argument, NULL, 'd' },
 		{ "handler-send", no_argument, NULL, 'H' },
+		{ "history", required_argument, NULL, 'h' },
+		{ "ops", required_argument, NULL, 'o' },
 		{ 0 }
 	};
 	int c;
 
 	opt = (struct options){
 		.seconds = 600, .threads = 16, .nslots = 500, .seed = 1, .rate = 40000,
-		.fork_ms = 500, .closefrom_ms = 3000,
+		.fork_ms = 500, .closefrom_ms = 3000, .ops = OP_ALL,
 	};
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
@@ -1264,6 +1366,8 @@ static void parse_options(int argc, char **argv)
 		case 'F': opt.closefrom_ms = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 'd': opt.tmpdir = optarg; break;
 		case 'H': opt.handler_send = true; break;
+		case 'h': opt.history = optarg; break;
+		case 'o': opt.ops = parse_ops(optarg); break;
 		default: usage();
 		}
 	}
@@ -1313,6 +1417,10 @@ static void setup_slots(void)
 		die("socket");
 	rng_seed(&r, opt.seed, 999);
 	for (unsigned i = 0; i < opt.nslots; i++) {
+		slots[i].ended = calloc(HIST_GENS, 1);
+		if (!slots[i].ended)
+			die("calloc");
+		memset(slots[i].ended, 0, HIST_GENS);	/* resident now, not during the run */
 		pthread_mutex_init(&slots[i].lock, NULL);
 		slot_open_udp(&slots[i], i, &r);
 	}
@@ -1325,6 +1433,7 @@ static void teardown(struct counters *sum, struct worker *w_main)
 		lock_slot(i);
 		if (slots[i].kind == SLOT_UDP) {
 			disown_fd(slots[i].fd);
+			gen_ended(&slots[i], END_TEARDOWN);
 			close(slots[i].fd);
 			slots[i].kind = SLOT_CLOSED;
 		} else if (slots[i].kind != SLOT_CLOSED) {
@@ -1392,6 +1501,7 @@ int main(int argc, char **argv)
 	heartbeat();
 	teardown(&sum, w_main);
 	heartbeat();
+	write_history();
 	print_result(&sum);
 	return 0;
 }

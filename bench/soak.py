@@ -68,6 +68,7 @@ class Receiver:
             'bad_payload', 'short', 'out_of_order', 'late_old_generation',
             'child_out_of_order', 'tcp_connections', 'tcp_bytes', 'tcp_magic'), 0)
         self.samples = []
+        self.misdirected = []
         self.last_gen = [-1] * a.slots
         self.last_seq = [-1] * a.slots
         self.child_last = {}
@@ -129,6 +130,8 @@ class Receiver:
                 c['wrong_socket'] += 1
                 self.sample('wrong socket', 'slot %d gen %d seq %d from port %d, sent on %d'
                             % (slot, gen, seq, src[1], sport))
+            if (index != slot or src[1] != sport) and len(self.misdirected) < 50:
+                self.misdirected.append((slot, gen, seq, str(index), src[1], sport))
             if slot >= self.a.slots:
                 return
             g = self.last_gen[slot]
@@ -214,7 +217,8 @@ class Receiver:
                     quiet_since = time.monotonic()
                 elif time.monotonic() - quiet_since > 1.5:
                     break
-        out = dict(self.c, children_seen=len(self.child_last), samples=self.samples)
+        out = dict(self.c, children_seen=len(self.child_last), samples=self.samples,
+                   misdirected=self.misdirected)
         print(json.dumps(out), flush=True)
 
 
@@ -335,6 +339,25 @@ LIB_KEYS = ('datagrams_dropped', 'dropped_sock_gone', 'held_datagrams', 'held_dr
             'sync_calls', 'datagrams_in', 'datagrams_out', 'syscalls')
 
 
+def how_ended(path, misdirected):
+    """For each misdirected datagram's (slot, generation): how the sender
+    ended that generation (bench/soak --history)."""
+    want = {(m[0], m[1]) for m in misdirected}
+    ended = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                slot, gen, how = line.rstrip('\n').split(' ', 2)
+                if (int(slot), int(gen)) in want:
+                    ended[(int(slot), int(gen))] = how
+    except OSError:
+        pass
+    return ['slot %d gen %d seq %d (sent on port %d) arrived at %s from port %d; '
+            'the generation ended by: %s' % (m[0], m[1], m[2], m[5], m[3], m[4],
+                                            ended.get((m[0], m[1]), '?'))
+            for m in misdirected]
+
+
 def rss_at(samples, t):
     return min(samples, key=lambda s: abs(s[0] - t)) if samples else (0, 0)
 
@@ -361,7 +384,8 @@ def run(a):
         sys.exit('soak.py: the receiver did not start (ports %d..%d in use?)'
                  % (a.base_port, ports['tcp_port']))
     cmd = [soak, '--seconds', str(a.seconds), '--seed', str(a.seed), '--threads', str(a.threads),
-           '--slots', str(a.slots), '--rate', str(a.rate), '--tmpdir', files] + \
+           '--slots', str(a.slots), '--rate', str(a.rate), '--tmpdir', files,
+           '--fork-ms', str(a.fork_ms)] + \
         sum((['--' + k.replace('_', '-'), str(v)] for k, v in ports.items()), []) + \
         (['--handler-send'] if a.handler_send else [])
     env = dict(plain, UDPWEAVE_STATS=os.path.join(workdir, 'stats-%p.json'))
@@ -370,6 +394,8 @@ def run(a):
     for kv in a.env:
         k, _, v = kv.partition('=')
         env[k] = v
+    history = os.path.join(workdir, 'history.txt')
+    cmd += ['--history', history, '--ops', a.ops]
     err_path = os.path.join(workdir, 'soak.stderr')
     t0 = time.monotonic()
     with open(err_path, 'w') as err:
@@ -410,6 +436,7 @@ def run(a):
         except OSError:
             pass
     parent, children = load_stats(workdir, tx.pid)
+    rxr['how_ended'] = how_ended(history, rxr.get('misdirected', []))
     with open(err_path) as f:
         stderr_tail = f.read().splitlines()[-30:]
     return report(a, cmd, tx.returncode, hang, snd.result or {}, rxr, rss, parent, children,
@@ -435,8 +462,8 @@ def report(a, cmd, rc, hang, r, x, rss, parent, children, snmp, stderr_tail, wor
         rss_at(run_rss, a.seconds / 2), (run_rss[-1] if run_rss else (0, 0))
     rss_limit = ref[1] * 1.2 + 8 * 1024
 
-    L.append('udpweave soak: %d s, %d threads, %d slots, seed %d, rate %d datagrams/s%s%s%s'
-             % (a.seconds, a.threads, a.slots, a.seed, a.rate,
+    L.append('udpweave soak: %d s, %d threads, %d slots, seed %d, rate %d datagrams/s, ops %s%s%s%s'
+             % (a.seconds, a.threads, a.slots, a.seed, a.rate, a.ops,
                 ', handler sends' if a.handler_send else '',
                 ', WITHOUT the library' if a.no_preload else '',
                 (', ' + ' '.join(a.env)) if a.env else ''))
@@ -453,6 +480,7 @@ def report(a, cmd, rc, hang, r, x, rss, parent, children, snmp, stderr_tail, wor
     row('  library dropped (datagrams_dropped)', '%d' % lib_drop)
     row('  kernel receive-buffer drops (Udp RcvbufErrors)', '%d' % kdrop)
     row('misdirected: wrong port / wrong socket', '%d / %d' % (g(x, 'wrong_port'), g(x, 'wrong_socket')))
+    row('  new sockets found bound already (written to by another)', '%d' % g(r, 'bind_already_bound'))
     row('late from an earlier generation (fine)', '%d' % g(x, 'late_old_generation'))
     row('out of order within a generation', '%d' % g(x, 'out_of_order'))
     row('bad length / payload / check word / magic', '%d / %d / %d / %d' % (
@@ -488,6 +516,10 @@ def report(a, cmd, rc, hang, r, x, rss, parent, children, snmp, stderr_tail, wor
         if parent else 'none written')
     row('library stats (%d children, summed)' % len(children),
         ', '.join('%s %d' % (k, sum(g(c, k) for c in children)) for k in LIB_KEYS[:5]))
+    if x.get('how_ended'):
+        L.append('')
+        L.append('  misdirected datagrams (first %d):' % len(x['how_ended']))
+        L += ['    ' + m for m in x['how_ended'][:20]]
     if x.get('samples'):
         L.append('')
         L.append('  receiver samples: ' + '; '.join(x['samples'][:10]))
@@ -496,6 +528,9 @@ def report(a, cmd, rc, hang, r, x, rss, parent, children, snmp, stderr_tail, wor
         fails.append('no result line from the sender')
     if misdirected:
         fails.append('%d misdirected datagrams' % misdirected)
+    if g(r, 'bind_already_bound'):
+        fails.append('%d new sockets written to by another before the program bound them'
+                     % g(r, 'bind_already_bound'))
     if stray_file or stray_tcp:
         fails.append('%d stray bytes' % (stray_file + stray_tcp))
     if crash:
@@ -538,6 +573,10 @@ def main():
     p.add_argument('--child-port', type=int)
     p.add_argument('--sig-port', type=int)
     p.add_argument('--tcp-port', type=int)
+    p.add_argument('--fork-ms', type=int, default=500, help='a fork at most this often')
+    p.add_argument('--ops', default='all',
+                   help='what the workers do besides sending (bench/soak --ops): all, or a list '
+                   'of reopen,dup2,dup-send,close-range,raw-close,fault,fork,closefrom,signals')
     p.add_argument('--handler-send', action='store_true',
                    help='signal handlers also send a datagram (sendto from a handler)')
     p.add_argument('--env', action='append', default=[], metavar='K=V',
