@@ -38,6 +38,10 @@
  * SIGWINCH and SIGURG (default: ignored) to random threads (pthread_kill)
  * or the process (kill). SIGUSR1/2 are never SIG_DFL once the run starts.
  * --handler-send: the handler also sends a datagram to --sig-port.
+ * --ops LIST keeps only the named operations besides sends (reopen, dup2,
+ * dup-send, close-range, raw-close, fault, fork, closefrom, signals), to
+ * narrow down a finding; --history FILE records how every generation of
+ * every slot ended, to name the operation behind a misdirected datagram.
  *
  * Output on stdout: "hb ELAPSED C0 C1 ..." once a second (per-thread
  * progress counters, "d" once a thread is done: workers, signaller,
@@ -1081,10 +1085,23 @@ static void pace(struct worker *w, int64_t start)
 		sleep_ns((int64_t)((ahead < 0.02 ? ahead : 0.02) * 1e9));
 }
 
+/* What a thread's first closefrom would make (its malloc arena, the deeper
+ * stack of glob), made at its start: the RSS samples then show the run's
+ * growth, not the soak's one-time costs. */
+static void warm_up(void)
+{
+	pthread_rwlock_rdlock(&fd_lock);
+	all_ours_from(FD_MAX);
+	pthread_rwlock_unlock(&fd_lock);
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
-	int64_t start = now_ns();
+	int64_t start;
+
+	warm_up();
+	start = now_ns();
 
 	while (!atomic_load(&stop_workers) && now_ns() < deadline_ns) {
 		unsigned idx = rng_below(&w->rng, opt.nslots), roll = rng_below(&w->rng, 1000);
