@@ -7,6 +7,7 @@
 #   make asan|tsan  build with a sanitizer into build-asan/ or build-tsan/ and run the suites
 #   make bench      side-by-side benchmarks (root: network namespaces)
 #   make bench-uring the uring backend's figures
+#   make bench-soak  the soak (SOAK_SECONDS=600): fd churn, signals, faults, forks
 #   make demo       the README's demo
 #   make deb        build/udpweave_VERSION_ARCH.deb (Debian layout; needs dpkg-dev)
 
@@ -65,6 +66,8 @@ LIBFLAGS     += $(URING_CFLAGS)
 CONFIG   := $(B)/config.stamp
 UW_CONFIG = cc=$(CC) $(shell $(CC) -dumpfullversion 2>/dev/null) opt=$(OPT) san=$(SAN) cflags=$(CFLAGS) \
 	    lttng=$(LTTNG) $(foreach l,lttng-ust liburing libmnl libcap,$(l)=$(shell pkg-config --modversion $(l) 2>/dev/null))
+.DEFAULT_GOAL := all
+
 $(CONFIG): FORCE
 	@mkdir -p $(B)
 	@echo '$(UW_CONFIG)' | cmp -s - $@ || echo '$(UW_CONFIG)' > $@
@@ -79,7 +82,7 @@ BENCH_BIN   := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 BENCH_SO    := $(patsubst bench/so/%.c,$(B)/bench/lib%.so,$(wildcard bench/so/*.c))
 
 .PHONY: all lib tools unit integration test deps asan tsan bench bench-quick bench-full bench-pacing \
-	bench-uring demo clean \
+	bench-uring bench-soak demo clean \
 	cli install uninstall deb FORCE
 
 all: lib tools cli
@@ -282,6 +285,12 @@ bench-full: deps all
 # make bench-pacing BENCH_ARGS="--backends mmsg,uring --rt"
 bench-pacing: deps all
 	/usr/bin/python3 bench/pacing_bench.py --build $(abspath $(B)) $(BENCH_ARGS)
+
+# The soak (not in make test): bench/results/soak.md.
+SOAK_SECONDS ?= 600
+bench-soak: deps all
+	/usr/bin/python3 bench/soak.py --build $(abspath $(B)) --seconds $(SOAK_SECONDS) \
+		--out bench/results/soak.md --command "make bench-soak SOAK_SECONDS=$(SOAK_SECONDS)" $(SOAK_ARGS)
 
 demo: deps all
 	bash scripts/demo.sh $(abspath $(B))

@@ -76,7 +76,10 @@ VARIANTS = {
     'shim':          {'mode': 'sendto', 'preload': True},
     # the same with another build of the library (--ref-lib, e.g. main's):
     # this tree's cost against it, side by side in one run
-    'shim-ref':      {'mode': 'sendto', 'preload': True, 'ref': True},
+    'shim-ref':      {'mode': 'sendto', 'preload': True, 'ref': 'ref_lib'},
+    # and a second one (--ref2-lib, e.g. the commit before a change): three
+    # builds interleaved in one run
+    'shim-ref2':     {'mode': 'sendto', 'preload': True, 'ref': 'ref2_lib'},
     'ideal':         {'mode': 'ideal-gso', 'preload': False},
     'trafgen':       {'mode': 'trafgen', 'preload': False},
     'passthrough':   {'mode': 'sendto', 'preload': True,
@@ -169,9 +172,9 @@ class Runner:
         v = VARIANTS[variant]
         env = []
         if v['preload']:
-            lib = self.args.ref_lib if v.get('ref') else self.lib
+            lib = getattr(self.args, v['ref']) if v.get('ref') else self.lib
             if not lib:
-                raise BenchError('variant %s needs --ref-lib' % variant)
+                raise BenchError('variant %s needs --%s' % (variant, v['ref'].replace('_', '-')))
             env = ['LD_PRELOAD=' + lib, 'UDPWEAVE_STATS=' + stats_path]
             env += ['%s=%s' % kv for kv in v.get('env', {}).items()]
             env += self.args.shim_env

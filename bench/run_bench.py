@@ -104,6 +104,8 @@ def parse_args():
     g.add_argument('--ref-lib', default=None, metavar='SO',
                    help='another build of libudpweave.so for the shim-ref variant '
                    '(this tree against it in one run)')
+    g.add_argument('--ref2-lib', default=None, metavar='SO',
+                   help='a third build of libudpweave.so for the shim-ref2 variant')
     g.add_argument('--rate', type=int, default=0,
                    help='pace every sender at this many datagrams/s (0: as fast as possible)')
     g.add_argument('--no-rx-check', action='store_true')

@@ -18,18 +18,95 @@
  * across a wait.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../backend/backend.h"
 #include "uw.h"
 
+/* A run of held datagrams to one destination: nseg segments of seg bytes
+ * (the last may be shorter), sent as one GSO message where the socket
+ * takes them, else segment by segment from done on. */
 struct uw_held {
 	struct uw_held *next;
 	struct uw_addr dest;		/* always an address: see held_add */
-	uint32_t len;
+	uint32_t seg, nseg, done;	/* segments: size, count, already sent */
+	uint32_t len, off;		/* bytes: all of them, before segment done */
+	bool plain;			/* one segment a message */
+	uint8_t cls;			/* its pool class, UW_HELD_CLASSES: none */
 	unsigned char data[];
 };
+
+/* The pool (uw_core.held_pool): blocks of UW_HELD_BLOCK << class bytes,
+ * header included; one larger than the largest class is malloc's alone. */
+#define UW_HELD_BLOCK	2048u
+
+static struct uw_held *held_get(struct uw_core *c, size_t len)
+{
+	size_t need = sizeof(struct uw_held) + len;
+	unsigned int k = 0;
+	struct uw_held *h = NULL;
+
+	while (k < UW_HELD_CLASSES && (size_t)UW_HELD_BLOCK << k < need)
+		k++;
+	if (k < UW_HELD_CLASSES) {
+		pthread_mutex_lock(&c->held_pool_lock);
+		h = c->held_pool[k];
+		if (h) {
+			c->held_pool[k] = h->next;
+			c->held_pool_bytes -= (size_t)UW_HELD_BLOCK << k;
+		}
+		pthread_mutex_unlock(&c->held_pool_lock);
+		need = (size_t)UW_HELD_BLOCK << k;
+	}
+	if (!h)
+		h = malloc(need);
+	if (h)
+		h->cls = (uint8_t)k;
+	return h;
+}
+
+static void held_put(struct uw_core *c, struct uw_held *h)
+{
+	size_t size;
+
+	if (h->cls < UW_HELD_CLASSES) {
+		size = (size_t)UW_HELD_BLOCK << h->cls;
+		pthread_mutex_lock(&c->held_pool_lock);
+		if (c->held_pool_bytes + size <= c->held_pool_cap) {
+			h->next = c->held_pool[h->cls];
+			c->held_pool[h->cls] = h;
+			c->held_pool_bytes += size;
+			h = NULL;
+		}
+		pthread_mutex_unlock(&c->held_pool_lock);
+	}
+	free(h);
+}
+
+void uw_held_init(struct uw_core *c, size_t pool_cap)
+{
+	pthread_mutex_init(&c->held_lock, NULL);
+	pthread_mutex_init(&c->held_pool_lock, NULL);
+	c->held_pool_cap = pool_cap;
+}
+
+void uw_held_free_pool(struct uw_core *c)
+{
+	pthread_mutex_lock(&c->held_pool_lock);
+	for (unsigned int k = 0; k < UW_HELD_CLASSES; k++) {
+		while (c->held_pool[k]) {
+			struct uw_held *h = c->held_pool[k];
+
+			c->held_pool[k] = h->next;
+			free(h);
+		}
+	}
+	c->held_pool_bytes = 0;
+	pthread_mutex_unlock(&c->held_pool_lock);
+}
 
 /* hold_lock is taken inside the library (a signal is deferred, never
  * run over it); inside already when a flush parks. */
@@ -46,6 +123,18 @@ static void unlock_held(struct uw_sock *s, bool entered, int cs)
 	pthread_mutex_unlock(&s->hold_lock);
 	if (entered)
 		uw_core_leave(cs);
+}
+
+/* Parked: s has a list. A socket that does not block also sends to the
+ * kernel at its calls (UW_SOCK_SYNC), so that EAGAIN comes where the
+ * kernel gives it; one that blocks queues again once its list is sent,
+ * which its next call waits for. */
+static uint32_t parked_flags(struct uw_core *c, struct uw_sock *s)
+{
+	int fl = c->sys->fd_flags ? c->sys->fd_flags(atomic_load_explicit(&s->fd,
+					memory_order_relaxed)) : -1;
+
+	return UW_SOCK_HELD | (fl < 0 || (fl & O_NONBLOCK) ? UW_SOCK_SYNC : 0);
 }
 
 /* s joins the core's list of sockets with held datagrams; the flush
@@ -87,20 +176,33 @@ static void unlist_sock(struct uw_core *c, struct uw_sock *s)
 	pthread_mutex_unlock(&c->held_lock);
 }
 
-/* One datagram onto s's list (hold_lock held). A datagram to the
- * connected peer keeps the peer's address: a later connect must not
+/* Segments iov[0..n) (one per datagram, every one but the last of the
+ * first one's size) onto s's list as one run (hold_lock held). A run to
+ * the connected peer keeps the peer's address: a later connect must not
  * redirect what was sent before it. False without memory. */
-static bool held_add(struct uw_sock *s, const struct uw_addr *dest, const void *data,
-		     uint32_t len)
+static bool held_add(struct uw_core *c, struct uw_sock *s, const struct uw_addr *dest,
+		     const struct iovec *iov, uint32_t n)
 {
-	struct uw_held *h = malloc(sizeof(*h) + len);
+	struct uw_held *h;
+	size_t len = 0;
 
+	for (uint32_t i = 0; i < n; i++)
+		len += iov[i].iov_len;
+	h = held_get(c, len);
 	if (!h)
 		return false;
 	h->next = NULL;
 	h->dest = dest->len ? *dest : s->peer;
-	h->len = len;
-	memcpy(h->data, data, len);
+	h->seg = (uint32_t)iov[0].iov_len;
+	h->nseg = n;
+	h->done = h->off = 0;
+	h->len = (uint32_t)len;
+	h->plain = n == 1 || !h->seg || (uw_sock_flags(s) & UW_SOCK_NO_GSO);
+	len = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		memcpy(h->data + len, iov[i].iov_base, iov[i].iov_len);
+		len += iov[i].iov_len;
+	}
 	if (s->held_tail)
 		s->held_tail->next = h;
 	else
@@ -109,11 +211,11 @@ static bool held_add(struct uw_sock *s, const struct uw_addr *dest, const void *
 	return true;
 }
 
-static void count_lost(struct uw_core *c, uint32_t len)
+/* The unsent segments of h are lost (no memory, closed, refused). */
+static void count_lost(struct uw_core *c, uint32_t nseg)
 {
-	uw_stat_add(&c->stats.datagrams_dropped, 1);
-	uw_stat_add(&c->stats.held_dropped, 1);
-	(void)len;
+	uw_stat_add(&c->stats.datagrams_dropped, nseg);
+	uw_stat_add(&c->stats.held_dropped, nseg);
 }
 
 void uw_held_park_run(struct uw_core *c, struct uw_run *r)
@@ -125,14 +227,23 @@ void uw_held_park_run(struct uw_core *c, struct uw_run *r)
 	if (!r->held)
 		return;
 	in = lock_held(s, &cs);
-	for (uint32_t i = r->nseg - r->held; i < r->nseg; i++) {
-		uw_stat_add(&c->stats.held_datagrams, 1);
-		if (!held_add(s, r->dest, r->iov[i].iov_base, (uint32_t)r->iov[i].iov_len))
-			count_lost(c, (uint32_t)r->iov[i].iov_len);
-	}
-	uw_sock_set(s, UW_SOCK_HELD | UW_SOCK_SYNC);
+	uw_stat_add(&c->stats.held_datagrams, r->held);
+	if (!held_add(c, s, r->dest, r->iov + (r->nseg - r->held), r->held))
+		count_lost(c, r->held);
+	uw_sock_set(s, parked_flags(c, s));
 	unlock_held(s, in, cs);
 	list_sock(c, s);
+}
+
+/* The largest segment a run of s's datagrams to dest may carry: the
+ * path's, as the backends find it (UW_SEG_PLAIN toward a shaper: datagrams
+ * alone); a run the kernel still refuses goes segment by segment. Flush
+ * lock held. */
+static uint32_t held_run_cap(struct uw_core *c, struct uw_sock *s, const struct uw_addr *dest)
+{
+	if (uw_sock_flags(s) & UW_SOCK_NO_GSO)
+		return 0;
+	return uw_route_max_segment(c->sys, s, dest);
 }
 
 void uw_held_take_flow(struct uw_core *c, struct uw_flow *f)
@@ -141,33 +252,69 @@ void uw_held_take_flow(struct uw_core *c, struct uw_flow *f)
 	int cs;
 	bool in = lock_held(s, &cs);
 
-	for (struct uw_dgram *d = f->head; d; d = d->next) {
-		uw_stat_add(&c->stats.held_datagrams, 1);
-		if (!held_add(s, &f->dest, d->data, d->len))
-			count_lost(c, d->len);
+	for (struct uw_dgram *d = f->head; d;) {
+		struct iovec iov[UW_GSO_MAX_SEGS];
+		uint32_t n = 0, bytes = 0, cap = held_run_cap(c, s, &f->dest);
+
+		/* a run as the batch builder cuts them: equal sizes, a shorter
+		 * last one, within GSO's limits and the socket's path */
+		do {
+			iov[n].iov_base = d->data;
+			iov[n].iov_len = d->len;
+			bytes += d->len;
+			n++;
+			d = d->next;
+		} while (d && n < UW_GSO_MAX_SEGS && d->len && d->len <= iov[0].iov_len &&
+			 iov[n - 1].iov_len == iov[0].iov_len && iov[0].iov_len <= cap &&
+			 bytes + d->len <= UW_GSO_MAX_BYTES);
+		uw_stat_add(&c->stats.held_datagrams, n);
+		if (!held_add(c, s, &f->dest, iov, n))
+			count_lost(c, n);
 	}
-	uw_sock_set(s, UW_SOCK_HELD | UW_SOCK_SYNC);
+	uw_sock_set(s, parked_flags(c, s));
 	unlock_held(s, in, cs);
 	f->head = f->tail = NULL;
 	list_sock(c, s);
 }
 
-/* One held datagram to the kernel, never waiting: 0 or the errno. */
-static int held_send(struct uw_core *c, struct uw_sock *s, struct uw_held *h)
+/* The rest of h to the kernel, waiting for room only if wait (the
+ * application's own thread, on a socket that blocks): 0 when all of it
+ * went, or the errno with h->done at what did. */
+static int held_send(struct uw_core *c, struct uw_sock *s, struct uw_held *h, bool wait)
 {
-	int fd = atomic_load_explicit(&s->fd, memory_order_relaxed), saved = errno, err;
-	struct iovec iov = { h->data, h->len };
-	struct msghdr mh = { .msg_name = h->dest.len ? &h->dest.u : NULL,
-			     .msg_namelen = h->dest.len, .msg_iov = &iov, .msg_iovlen = 1 };
-	ssize_t r;
+	int fd = atomic_load_explicit(&s->fd, memory_order_relaxed), saved = errno, err = 0;
+	union uw_be_cmsgs ctl;
 
-	do
-		r = c->sys->sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
-	while (r < 0 && errno == EINTR);
-	err = r < 0 ? errno : 0;
+	while (h->done < h->nseg) {
+		bool gso = !h->plain && h->nseg - h->done > 1;
+		uint32_t n = gso ? h->len - h->off : (h->len - h->off < h->seg ? h->len - h->off
+										 : h->seg);
+		struct iovec iov = { h->data + h->off, n };
+		struct msghdr mh = { .msg_name = h->dest.len ? &h->dest.u : NULL,
+				     .msg_namelen = h->dest.len, .msg_iov = &iov, .msg_iovlen = 1 };
+		ssize_t r;
+
+		uw_be_set_cmsgs(&mh, &ctl, gso ? (uint16_t)h->seg : 0, 0);
+		do
+			r = c->sys->sendmsg(fd, &mh, MSG_NOSIGNAL | (wait ? 0 : MSG_DONTWAIT));
+		while (r < 0 && errno == EINTR);
+		uw_stat_add(&c->stats.syscalls, 1);
+		uw_stat_add(&c->stats.held_sends, 1);
+		if (r < 0) {
+			err = errno;
+			if (gso && (err == EINVAL || err == EIO || err == EMSGSIZE)) {
+				h->plain = true;	/* the path or the device: one by one */
+				err = 0;
+				continue;
+			}
+			break;
+		}
+		uw_stat_add(&c->stats.datagrams_out, gso ? h->nseg - h->done : 1);
+		uw_stat_add(&c->stats.bytes_out, n);
+		h->done = gso ? h->nseg : h->done + 1;
+		h->off += n;
+	}
 	errno = saved;
-	uw_stat_add(&c->stats.syscalls, 1);
-	uw_stat_add(&c->stats.held_sends, 1);
 	return err;
 }
 
@@ -193,12 +340,78 @@ static void back_off(struct uw_core *c, struct uw_sock *s)
 	s->held_retry_ns = c->sys->now_ns() + s->held_backoff_ns;
 }
 
-/* Send s's list until the kernel has no room: 0 when it is empty, EAGAIN
- * when the socket is full, EBUSY when another thread is draining it. The
- * caller takes an emptied socket off the core's list. */
-static int drain_once(struct uw_core *c, struct uw_sock *s)
+/* Up to this many runs go in one sendmmsg. */
+#define UW_HELD_BATCH	64
+
+/*
+ * Runs v[0..n) to the kernel, one message each (GSO), in as few calls as
+ * it takes: returns how many went whole; the next one, if any, has the
+ * errno in *err (and h->done at what of it went). A run that must go
+ * segment by segment (GSO refused, or one datagram left of several) goes
+ * by held_send.
+ */
+static uint32_t send_runs(struct uw_core *c, struct uw_sock *s, struct uw_held **v, uint32_t n,
+			  bool wait, int *err)
 {
-	struct uw_held *h;
+	struct mmsghdr mm[UW_HELD_BATCH];
+	struct iovec iov[UW_HELD_BATCH];
+	union uw_be_cmsgs ctl[UW_HELD_BATCH];
+	int fd = atomic_load_explicit(&s->fd, memory_order_relaxed), saved = errno;
+	uint32_t k = 0;
+
+	*err = 0;
+	while (k < n) {
+		uint32_t m = 0;
+		int r;
+
+		for (uint32_t i = k; i < n && !v[i]->done && (v[i]->nseg == 1 || !v[i]->plain);
+		     i++, m++) {
+			struct msghdr *h = &mm[m].msg_hdr;
+
+			memset(&mm[m], 0, sizeof(mm[m]));
+			iov[m] = (struct iovec){ v[i]->data, v[i]->len };
+			h->msg_name = v[i]->dest.len ? &v[i]->dest.u : NULL;
+			h->msg_namelen = v[i]->dest.len;
+			h->msg_iov = &iov[m];
+			h->msg_iovlen = 1;
+			uw_be_set_cmsgs(h, &ctl[m], v[i]->nseg > 1 ? (uint16_t)v[i]->seg : 0, 0);
+		}
+		if (!m) {	/* segment by segment */
+			*err = held_send(c, s, v[k], wait);
+			if (*err)
+				break;
+			k++;
+			continue;
+		}
+		do
+			r = c->sys->sendmmsg(fd, mm, m, MSG_NOSIGNAL | (wait ? 0 : MSG_DONTWAIT));
+		while (r < 0 && errno == EINTR);
+		uw_stat_add(&c->stats.syscalls, 1);
+		uw_stat_add(&c->stats.held_sends, 1);
+		if (r <= 0) {	/* the first one's answer, and its fallbacks */
+			*err = held_send(c, s, v[k], wait);
+			if (*err)
+				break;
+			k++;
+			continue;
+		}
+		for (int i = 0; i < r; i++, k++) {
+			uw_stat_add(&c->stats.datagrams_out, v[k]->nseg);
+			uw_stat_add(&c->stats.bytes_out, v[k]->len);
+			v[k]->done = v[k]->nseg;
+		}
+	}
+	errno = saved;
+	return k;
+}
+
+/* Send s's list until the kernel has no room: 0 when it is empty, EAGAIN
+ * when the socket is full, ENOBUFS while backing off, EBUSY when another
+ * thread is draining it. The caller takes an emptied socket off the
+ * core's list. */
+static int drain_once(struct uw_core *c, struct uw_sock *s, bool wait)
+{
+	struct uw_held *v[UW_HELD_BATCH], *h;
 	bool empty, in;
 	int cs, err = 0;
 
@@ -212,35 +425,45 @@ static int drain_once(struct uw_core *c, struct uw_sock *s)
 		return ENOBUFS;		/* backing off */
 	}
 	s->draining = true;
-	while ((h = s->held_head) != NULL) {
-		s->held_head = h->next;
-		if (!h->next)
-			s->held_tail = NULL;
-		pthread_mutex_unlock(&s->hold_lock);
-		err = held_send(c, s, h);
-		pthread_mutex_lock(&s->hold_lock);
-		if (is_full(err)) {	/* back at the head: still first */
-			h->next = s->held_head;
-			s->held_head = h;
+	for (;;) {
+		uint32_t n = 0, k;
+
+		while (n < UW_HELD_BATCH && (h = s->held_head) != NULL) {
+			s->held_head = h->next;
+			if (!h->next)
+				s->held_tail = NULL;
+			v[n++] = h;
+		}
+		if (!n)
+			break;
+		unlock_held(s, in, cs);		/* a wait, outside the library */
+		k = send_runs(c, s, v, n, wait, &err);
+		in = lock_held(s, &cs);
+		for (uint32_t i = 0; i < k; i++)
+			held_put(c, v[i]);
+		if (k < n && !is_full(err)) {	/* refused for good: the next call hears it */
+			int none = 0;
+
+			count_lost(c, v[k]->nseg - v[k]->done);
+			atomic_compare_exchange_strong(&s->pending_err, &none, err);
+			held_put(c, v[k++]);
+			err = 0;
+		}
+		if (k < n) {	/* the rest back at the head, in order: still first */
+			v[n - 1]->next = s->held_head;
+			for (uint32_t i = n - 1; i > k; i--)
+				v[i - 1]->next = v[i];
+			s->held_head = v[k];
 			if (!s->held_tail)
-				s->held_tail = h;
+				s->held_tail = v[n - 1];
+		}
+		if (is_full(err)) {
 			if (err != EAGAIN)
 				back_off(c, s);
 			break;
 		}
 		s->held_backoff_ns = 0;
 		s->held_retry_ns = 0;
-		if (err) {	/* refused for good: the next call hears it */
-			int none = 0;
-
-			count_lost(c, h->len);
-			atomic_compare_exchange_strong(&s->pending_err, &none, err);
-		} else {
-			uw_stat_add(&c->stats.datagrams_out, 1);
-			uw_stat_add(&c->stats.bytes_out, h->len);
-		}
-		free(h);
-		err = 0;
 	}
 	s->draining = false;
 	empty = !s->held_head;
@@ -257,7 +480,7 @@ int uw_held_drain(struct uw_core *c, struct uw_sock *s, int wait_ms)
 	for (;;) {
 		struct pollfd p = { .fd = atomic_load_explicit(&s->fd, memory_order_relaxed),
 				    .events = POLLOUT };
-		int err = drain_once(c, s), ms = 100;
+		int err = drain_once(c, s, wait_ms < 0), ms = 100;
 		uint64_t now;
 
 		if (!err) {
@@ -297,10 +520,10 @@ static void held_discard(struct uw_core *c, struct uw_sock *s, bool gone)
 
 	while ((h = s->held_head) != NULL) {
 		s->held_head = h->next;
-		count_lost(c, h->len);
+		count_lost(c, h->nseg - h->done);
 		if (gone)
-			uw_stat_add(&c->stats.dropped_sock_gone, 1);
-		free(h);
+			uw_stat_add(&c->stats.dropped_sock_gone, h->nseg - h->done);
+		held_put(c, h);
 	}
 	s->held_tail = NULL;
 	uw_sock_clear(s, UW_SOCK_HELD);
@@ -334,7 +557,7 @@ static size_t retry_once(struct uw_core *c, bool discard)
 	pthread_mutex_lock(&c->held_lock);
 	for (struct uw_sock **p = &c->held_socks; *p;) {
 		struct uw_sock *s = *p;
-		int err = drain_once(c, s);
+		int err = drain_once(c, s, false);
 
 		if (err && discard) {
 			held_discard(c, s, false);
@@ -370,4 +593,38 @@ void uw_held_exit(struct uw_core *c, int wait_ms)
 			return;
 		c->sys->poll(NULL, 0, 1);
 	}
+}
+
+/*
+ * The forked child: what the parent held, the parent sends. Another thread
+ * of the parent may have been in a list or the pool at fork: the locks are
+ * made anew and the lists let go of without reading them (the parent's
+ * memory, leaked here, never sent twice).
+ */
+void uw_held_fork_child(struct uw_core *c)
+{
+	int max = atomic_load_explicit(&c->fds.max_fd, memory_order_relaxed);
+
+	for (int fd = 0; fd <= max && fd < c->fds.nslots; fd++) {
+		struct uw_sock *s = uw_slot_sock(atomic_load_explicit(&c->fds.slot[fd],
+								      memory_order_relaxed));
+
+		if (!s)
+			continue;
+		pthread_mutex_init(&s->hold_lock, NULL);
+		s->held_head = s->held_tail = NULL;
+		s->draining = false;
+		s->held_listed = false;
+		s->held_link = NULL;
+		s->held_retry_ns = 0;
+		s->held_backoff_ns = 0;
+		uw_sock_clear(s, UW_SOCK_HELD);
+	}
+	pthread_mutex_init(&c->held_lock, NULL);
+	pthread_mutex_init(&c->held_pool_lock, NULL);
+	c->held_socks = NULL;
+	atomic_store(&c->nheld_socks, 0);
+	c->held_next_ns = 0;
+	memset(c->held_pool, 0, sizeof(c->held_pool));
+	c->held_pool_bytes = 0;
 }

@@ -313,7 +313,8 @@ static void stage_untake(struct uw_stage *st, size_t n)
 }
 
 /* The application's bytes into d: -EFAULT where the kernel would fail. */
-static int copy_payload(struct uw_dgram *d, const struct iovec *iov, size_t iovlen)
+static __attribute__((noinline)) int copy_payload_iov(struct uw_dgram *d,
+						       const struct iovec *iov, size_t iovlen)
 {
 	for (size_t i = 0, off = 0; i < iovlen; i++) {
 		if (iov[i].iov_len && uw_copy_from_user(d->data + off, iov[i].iov_base,
@@ -322,6 +323,15 @@ static int copy_payload(struct uw_dgram *d, const struct iovec *iov, size_t iovl
 		off += iov[i].iov_len;
 	}
 	return 0;
+}
+
+/* One buffer (send, sendto, write) with no loop: a loop here makes
+ * stage_append keep its state on the stack. */
+static inline int copy_payload(struct uw_dgram *d, const struct iovec *iov, size_t iovlen)
+{
+	if (iovlen == 1)
+		return uw_copy_from_user(d->data, iov->iov_base, iov->iov_len) ? -EFAULT : 0;
+	return copy_payload_iov(d, iov, iovlen);
 }
 
 /* Append a datagram to its flow in st (a new flow for rec if there is none
@@ -482,7 +492,7 @@ int uw_core_init(struct uw_core *c, const struct uw_config *cfg, const struct uw
 	c->slack_ns = delay / 5 < 500000 ? delay / 5 : 500000;
 	pthread_mutex_init(&c->qlock, NULL);
 	pthread_mutex_init(&c->flock, NULL);
-	pthread_mutex_init(&c->held_lock, NULL);
+	uw_held_init(c, 2 * (size_t)cfg->arena_kb * 1024);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&c->wake, &ca);
@@ -512,6 +522,7 @@ void uw_core_destroy(struct uw_core *c)
 		c->be.ops->close(&c->be);
 	uw_arena_free(&c->arena);
 	uw_scratch_free(&c->scratch);
+	uw_held_free_pool(c);
 	free(c->wheel);
 	c->wheel = NULL;
 }
@@ -1189,6 +1200,7 @@ void uw_core_before_read(struct uw_core *c)
 ssize_t uw_core_send(struct uw_core *c, struct uw_sock *s, const struct uw_msg *m)
 {
 	struct uw_addr dest;
+	uint32_t fl;
 	int err, cs;
 
 	if (uw_in_core)		/* a signal handler interrupted the library */
@@ -1200,8 +1212,18 @@ ssize_t uw_core_send(struct uw_core *c, struct uw_sock *s, const struct uw_msg *
 		if (err)
 			return -err;
 	}
-	if (uw_sock_flags(s) & (UW_SOCK_SYNC | UW_SOCK_HELD | UW_SOCK_INTERACTIVE) &&
-	    ((uw_sock_flags(s) & (UW_SOCK_HELD | UW_SOCK_INTERACTIVE)) || c->cfg.sync))
+	fl = uw_sock_flags(s);
+	if ((fl & (UW_SOCK_SYNC | UW_SOCK_HELD)) == UW_SOCK_HELD) {
+		/* a socket that blocks, its list first: wait, as the kernel's
+		 * send would (or EAGAIN for MSG_DONTWAIT), then queue again
+		 * (or send at once, if interactive) */
+		err = uw_core_barrier(c, s, m->flags);
+		if (err)
+			return err;
+		fl &= ~UW_SOCK_HELD;
+	}
+	if (fl & (UW_SOCK_SYNC | UW_SOCK_HELD | UW_SOCK_INTERACTIVE) &&
+	    ((fl & (UW_SOCK_HELD | UW_SOCK_INTERACTIVE)) || c->cfg.sync))
 		return sync_send(c, s, m->flags);
 	if (!(uw_sock_flags(s) & UW_SOCK_BOUND))
 		ensure_bound(c, s);
@@ -1219,8 +1241,26 @@ ssize_t uw_core_send(struct uw_core *c, struct uw_sock *s, const struct uw_msg *
 
 /* ---- fork ---------------------------------------------------------------- */
 
+/*
+ * fork() runs these in the forking thread, which holds the library's locks
+ * from prepare to parent/child: inside the library all that time, so that
+ * a signal handler's send goes to the kernel instead of waiting for a lock
+ * its own thread holds.
+ */
+static __thread bool fork_entered __attribute__((tls_model("initial-exec")));
+static __thread int fork_cs __attribute__((tls_model("initial-exec")));
+
+static void fork_leave(void)
+{
+	if (fork_entered) {
+		fork_entered = false;
+		core_leave(fork_cs);
+	}
+}
+
 void uw_core_fork_prepare(struct uw_core *c)
 {
+	fork_entered = core_enter(&fork_cs);
 	pthread_mutex_lock(&c->flock);
 	pthread_mutex_lock(&c->qlock);
 	pthread_mutex_lock(&c->fds.lock);
@@ -1231,6 +1271,7 @@ void uw_core_fork_parent(struct uw_core *c)
 	pthread_mutex_unlock(&c->fds.lock);
 	pthread_mutex_unlock(&c->qlock);
 	pthread_mutex_unlock(&c->flock);
+	fork_leave();
 }
 
 /* The child starts empty: what the parent queued, the parent sends. */
@@ -1261,6 +1302,7 @@ void uw_core_fork_child(struct uw_core *c)
 			uw_wheel_put(c, v[i]);
 	}
 	atomic_store(&c->queued_total, 0);
+	uw_held_fork_child(c);
 	uw_stats_reset(&c->stats);
 	if (c->be.ops && c->be.ops->fork_child)
 		c->be.ops->fork_child(&c->be);
@@ -1274,4 +1316,5 @@ void uw_core_fork_child(struct uw_core *c)
 	pthread_mutex_unlock(&c->fds.lock);
 	pthread_mutex_unlock(&c->qlock);
 	pthread_mutex_unlock(&c->flock);
+	fork_leave();
 }

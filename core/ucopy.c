@@ -6,14 +6,16 @@
  * section uw_extable naming where to resume; the fault handler
  * (preload/signal.c) moves a faulting thread that is at one of them to its
  * fixup, which returns -EFAULT. Nothing is armed on the way in: the hot
- * path pays for a `rep movsb` and nothing else.
+ * path pays for the copy and nothing else (see core/ucopy.h for the small
+ * copies, inline where they are made).
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include <ucontext.h>
 
-#include "uw.h"
+#include "ucopy.h"
 
 /* An entry: the faulting instruction and its fixup, each as an offset from
  * the entry's own field (position-independent, no relocations). */
@@ -24,55 +26,89 @@ struct uw_extable_entry {
 
 #if defined(__x86_64__)
 
+#include <immintrin.h>
+
 /* The linker's bounds of the section (its name is a C identifier). */
 extern const struct uw_extable_entry __start_uw_extable[] __attribute__((visibility("hidden")));
 extern const struct uw_extable_entry __stop_uw_extable[] __attribute__((visibility("hidden")));
 
-#define UW_EXTABLE(insn, fixup)						\
-	".pushsection uw_extable, \"a\"\n"				\
-	".balign 4\n"							\
-	".long " #insn " - .\n"						\
-	".long " #fixup " - .\n"					\
-	".popsection\n"
+/* v = 32 bytes at p, or a jump to the C label fault (as UW_LOAD8). */
+struct uw_32b { unsigned char b[32]; };
+#define LOAD32(v, p, fault)						\
+	asm goto("1:	vmovdqu %[src], %[val]\n"			\
+		 UW_EXTABLE(1b, %l[fault])				\
+		 : [val] "=x" (v)					\
+		 : [src] "m" (*(const struct uw_32b *)(p))		\
+		 : : fault)
 
-/* One 8-byte load from the application: 0 or -EFAULT. */
-static inline long load8(uint64_t *v, const void *p)
-{
-	long ret = 0;
-
-	asm volatile("1:	movq (%[p]), %[v]\n"
-		     "	jmp 3f\n"
-		     "2:	mov %[efault], %[ret]\n"
-		     "3:\n"
-		     UW_EXTABLE(1b, 2b)
-		     : [ret] "+r" (ret), [v] "=r" (*v)
-		     : [p] "r" (p), [efault] "i" (-EFAULT)
-		     : "memory");
-	return ret;
-}
+/* 32-byte loads and stores at s/d + off. */
+#define COPY32(off, fault)						\
+	do {								\
+		__m256i v_;						\
+									\
+		LOAD32(v_, s + (off), fault);				\
+		_mm256_storeu_si256((void *)(d + (off)), v_);		\
+	} while (0)
 
 /*
- * Addresses and headers (8 to 32 bytes) by 8-byte loads, the last one
- * overlapping: `rep movsb` costs a few ns more to start than such a copy
- * takes. The destination is the library's own memory.
+ * Payloads (33 bytes up to UW_COPY_REP_MIN) by 32-byte AVX2 loads, four
+ * a turn, the last 128 bytes loaded first and stored last (overlapping
+ * the last turn): memcpy's speed. `rep movsb` starts slower: 1316 bytes
+ * into the arena (destinations aligned to 8) took it some 5 ns more than
+ * this loop or glibc's memcpy (AMD EPYC, Zen 4), 7 ns a datagram in the
+ * send path. It stays for large copies, where it catches up, and where
+ * there is no AVX2.
  */
-static long copy_small(void *dst, const void *src, size_t n)
+#define UW_COPY_REP_MIN	(16u * 1024u)
+
+__attribute__((target("avx2")))
+static long copy_avx2(void *dst, const void *src, size_t n)
 {
 	unsigned char *d = dst;
 	const unsigned char *s = src;
-	uint64_t v;
+	__m256i t0, t1, t2, t3;
 
-	for (size_t off = 0; off + 8 <= n; off += 8) {
-		if (load8(&v, s + off))
-			return -EFAULT;
-		memcpy(d + off, &v, 8);
+	if (n <= 64) {
+		LOAD32(t0, s, fault);
+		LOAD32(t1, s + n - 32, fault);
+		_mm256_storeu_si256((void *)d, t0);
+		_mm256_storeu_si256((void *)(d + n - 32), t1);
+		return 0;
 	}
-	if (n & 7) {
-		if (load8(&v, s + n - 8))
-			return -EFAULT;
-		memcpy(d + n - 8, &v, 8);
+	if (n <= 128) {
+		COPY32(0, fault);
+		COPY32(32, fault);
+		COPY32(n - 64, fault);
+		COPY32(n - 32, fault);
+		return 0;
 	}
+	LOAD32(t0, s + n - 128, fault);
+	LOAD32(t1, s + n - 96, fault);
+	LOAD32(t2, s + n - 64, fault);
+	LOAD32(t3, s + n - 32, fault);
+	for (size_t off = 0; off + 128 < n; off += 128) {
+		COPY32(off, fault);
+		COPY32(off + 32, fault);
+		COPY32(off + 64, fault);
+		COPY32(off + 96, fault);
+	}
+	_mm256_storeu_si256((void *)(d + n - 128), t0);
+	_mm256_storeu_si256((void *)(d + n - 96), t1);
+	_mm256_storeu_si256((void *)(d + n - 64), t2);
+	_mm256_storeu_si256((void *)(d + n - 32), t3);
 	return 0;
+fault:
+	return -EFAULT;
+}
+
+/* Set once, before main (a copy before that takes `rep movsb`). */
+static bool have_avx2;
+
+__attribute__((constructor))
+static void ucopy_init(void)
+{
+	__builtin_cpu_init();
+	have_avx2 = __builtin_cpu_supports("avx2");
 }
 
 /* Either side may be the application's. */
@@ -94,7 +130,9 @@ long uw_copy_to_user(void *dst, const void *src, size_t n)
 long uw_copy_from_user(void *dst, const void *src, size_t n)
 {
 	if (n >= 8 && n <= 32)
-		return copy_small(dst, src, n);
+		return uw_copy_small_from_user(dst, src, n);
+	if (n > 32 && n < UW_COPY_REP_MIN && have_avx2)
+		return copy_avx2(dst, src, n);
 	return uw_copy_to_user(dst, src, n);
 }
 

@@ -25,6 +25,7 @@
 #define UW_MAX_PAYLOAD_V6	65527u	/* 65535 - 8 (UDP), no jumbograms */
 #define UW_GSO_MAX_SEGS		64u
 #define UW_GSO_MAX_BYTES	65507u
+#define UW_HELD_CLASSES		7u	/* held runs' pool: 2 KiB .. 128 KiB (core/held.c) */
 /* A largest segment that no datagram fits: datagrams go alone, no GSO. */
 #define UW_SEG_PLAIN		1u
 #define UW_UIO_MAXIOV		1024
@@ -716,6 +717,12 @@ struct uw_core {
 	_Atomic uint32_t nheld_socks;
 	uint64_t held_next_ns;		/* the flush thread's next retry (qlock) */
 	_Atomic uint64_t sync_publish_ns;	/* live stats from sync sends, next */
+	/* freed runs kept for the next ones (core/held.c, held_pool_lock):
+	 * a full socket holds and frees its runs by the thousand a second,
+	 * and malloc would give the pages back and fault them in again */
+	pthread_mutex_t held_pool_lock;
+	struct uw_held *held_pool[UW_HELD_CLASSES];
+	size_t held_pool_bytes, held_pool_cap;
 	_Atomic bool udp_reader;	/* the process has read from a UDP socket */
 
 	/* senders check the deadline every check_every datagrams (qlock) */
@@ -779,6 +786,11 @@ bool uw_core_inside(void);
 /* ---- held datagrams (core/held.c) -------------------------------------- */
 
 struct uw_held;
+/* Kept for reuse: the pool's memory (the arena's size at most), and the
+ * forked child's lists, the parent's to send, dropped uncounted. */
+void uw_held_init(struct uw_core *c, size_t pool_cap);
+void uw_held_free_pool(struct uw_core *c);
+void uw_held_fork_child(struct uw_core *c);
 /* How long close and exit wait for a full socket's room before they drop
  * (and count) what it still holds. */
 #define UW_HELD_CLOSE_MS	1000

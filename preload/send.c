@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "preload.h"
+#include "ucopy.h"
 
 /* send() and its kin are cancellation points; a queued send makes no
  * system call, so it acts on a pending cancellation at its entry, before
@@ -77,7 +78,7 @@ static bool copy_name(struct sockaddr_storage *name, const struct sockaddr **to,
 		*tolen = 0;
 		return true;
 	}
-	if (*tolen > sizeof(*name) || uw_copy_from_user(name, *to, *tolen))
+	if (*tolen > sizeof(*name) || uw_copy_small_from_user(name, *to, *tolen))
 		return false;
 	*to = (const struct sockaddr *)name;
 	return true;
@@ -130,7 +131,7 @@ UW_EXPORT ssize_t write(int fd, const void *buf, size_t len)
  * be read. */
 static bool copy_iov(struct iovec *local, const struct iovec *iov, size_t n)
 {
-	return n <= UW_LOCAL_IOV && (!n || (iov && !uw_copy_from_user(local, iov, n * sizeof(*iov))));
+	return n <= UW_LOCAL_IOV && (!n || (iov && !uw_copy_small_from_user(local, iov, n * sizeof(*iov))));
 }
 
 /* Total length of an iovec, or SIZE_MAX when the kernel would refuse it

@@ -86,6 +86,17 @@ def test_exit_in_handler(how, shim):
     assert_same(kernel, got, r, f"{how}() in a SIGALRM handler")
 
 
+@pytest.mark.parametrize("shim", BACKENDS)
+def test_fork_under_a_sending_handler(shim):
+    """8 processes fork in a loop for 300 ms while a 100 µs SIGALRM
+    handler sends: all finish, as without the library (a handler that
+    interrupted fork() while it held the library's locks used to wait for
+    them forever; soak, issue 12)."""
+    kernel, got, r = kernel_and_shim(["fork-signal-send", 8], shim)
+    assert kernel["done"] == 8, f"the probe itself fails without the library: {kernel}"
+    assert_same(kernel, got, r, "fork() under a sending SIGALRM handler")
+
+
 FD_REUSE = [("sys_close", "accept"), ("closefrom", "accept"),
             ("close_range", "tcp"), ("sys_close", "udp")]
 

@@ -11,6 +11,8 @@
  *                                     abrt segv; COUNT datagrams (500) first
  *   fork-kill [COUNT] [DELAY_MS]      forked child sends, SIGKILL after DELAY
  *   exit-in-handler [N] [exit|_exit]  SIGALRM handler leaves a send loop
+ *   fork-signal-send [N]              a SIGALRM handler sends while the
+ *                                     program forks in a loop
  *   fd-reuse [N] [CLOSE] [TARGET]     CLOSE: sys_close closefrom close_range
  *                                     TARGET: accept tcp udp
  *   nonblock-eagain [COUNT] [SIZE] [tbf|lo]
@@ -643,6 +645,84 @@ static int case_exit_in_handler(int runs, const char *how)
 	return 0;
 }
 
+/* ------------------------------------------------- fork under a handler */
+
+static int fs_fd, fs_port;
+static volatile sig_atomic_t fs_handled;
+
+static void fs_send(int sig)
+{
+	struct sockaddr_in to = lo_addr(fs_port);
+	int saved = errno;
+
+	(void)sig;
+	sendto(fs_fd, "handler", 7, 0, (struct sockaddr *)&to, sizeof(to));
+	fs_handled++;
+	errno = saved;
+}
+
+/* child: uw_hostile child-fork-signal PORT; forks (each child leaving at
+ * once) for 300 ms while a 100 µs timer's handler sends: a signal taken
+ * while fork() holds the library's locks must not wait for them */
+static __attribute__((noreturn)) int child_fork_signal(int port)
+{
+	struct itimerval t = { .it_interval = { 0, 100 }, .it_value = { 0, 100 } };
+	uint64_t until = now_us() + 300000;
+	long forks = 0;
+
+	fs_fd = udp_to(0);
+	fs_port = port;
+	signal(SIGALRM, fs_send);
+	setitimer(ITIMER_REAL, &t, NULL);
+	while (now_us() < until && forks < 5000) {
+		pid_t pid = fork();
+
+		if (pid == 0)
+			_exit(0);
+		if (pid > 0) {
+			while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+				;
+			forks++;
+		}
+		send_burst(fs_fd, port, 1);
+	}
+	t = (struct itimerval){ 0 };
+	setitimer(ITIMER_REAL, &t, NULL);
+	_exit(forks > 0 && fs_handled > 0 ? 0 : 3);
+}
+
+/* N children at once, each forking under the handler; 5 s for all. */
+static int case_fork_signal(int runs)
+{
+	int rx = udp_rx(1 << 20), i, hangs = 0, done = 0, other = 0;
+	char port[24];
+	struct child c[16];
+	uint64_t deadline;
+
+	if (runs > 16)
+		runs = 16;
+	itoa_arg(port, port_of(rx));
+	for (i = 0; i < runs; i++) {
+		char *args[] = { "child-fork-signal", port, NULL };
+
+		spawn(&c[i], 0, args);
+	}
+	deadline = now_us() + 5000000;
+	for (i = 0; i < runs; i++) {
+		reap(&c[i], deadline, NULL, 0);
+		if (c[i].hung)
+			hangs++;
+		else if (WIFEXITED(c[i].status) && WEXITSTATUS(c[i].status) == 0)
+			done++;
+		else
+			other++;
+	}
+	jp("{\"case\":\"fork-signal-send\",\"runs\":%d,\"done\":%d,\"hangs\":%d,"
+	   "\"other\":%d}", runs, done, hangs, other);
+	jflush();
+	return 0;
+}
+
 /* --------------------------------------------------------------- fd reuse */
 
 #define REUSE_MSG	"TCP stream of the application, nothing else\n"
@@ -1005,6 +1085,8 @@ static int children(int argc, char **argv)
 		return child_exit_handler(argv[2], atol(argv[3]), atoi(argv[4]));
 	if (!strcmp(c, "child-fd-reuse") && argc == 4)
 		return child_fd_reuse(argv[2], argv[3]);
+	if (!strcmp(c, "child-fork-signal") && argc == 3)
+		return child_fork_signal(atoi(argv[2]));
 	return 2;
 }
 
@@ -1024,6 +1106,8 @@ int main(int argc, char **argv)
 		return case_fork_kill(arg(argc, argv, 2, 500), arg(argc, argv, 3, 50));
 	if (!strcmp(c, "exit-in-handler"))
 		return case_exit_in_handler(arg(argc, argv, 2, 20), sarg(argc, argv, 3, "_exit"));
+	if (!strcmp(c, "fork-signal-send"))
+		return case_fork_signal(arg(argc, argv, 2, 8));
 	if (!strcmp(c, "fd-reuse"))
 		return case_fd_reuse(arg(argc, argv, 2, 10), sarg(argc, argv, 3, "sys_close"),
 				     sarg(argc, argv, 4, "accept"));

@@ -63,6 +63,61 @@ static void readable_memory_is_copied(void **state)
 	}
 }
 
+/* Every size class (8-byte loads, 32-byte loads, the 128-byte loop,
+ * `rep movsb`) at a few alignments: the bytes, and none past them. */
+static void every_size_is_copied(void **state)
+{
+	static const size_t big[] = { 1316, 4095, 4096, 16383, 16384, 20000, 65507 };
+	size_t len = 70000;
+	unsigned char *src = malloc(len + 64), *dst = malloc(len + 64);
+
+	(void)state;
+	assert_non_null(src);
+	assert_non_null(dst);
+	for (size_t i = 0; i < len + 64; i++)
+		src[i] = (unsigned char)(i * 7 + 1);
+	for (size_t k = 0; k < 600 + UW_ARRAY_SIZE(big); k++) {
+		size_t n = k < 600 ? k : big[k - 600];
+
+		for (size_t so = 0; so < 3; so++) {
+			size_t dofs = (so * 13) % 32;
+
+			memset(dst, 0, n + dofs + 32);
+			assert_int_equal(uw_copy_from_user(dst + dofs, src + so, n), 0);
+			assert_memory_equal(dst + dofs, src + so, n);
+			for (size_t i = 0; i < 32; i++)
+				assert_int_equal(dst[dofs + n + i], 0);
+		}
+	}
+	free(src);
+	free(dst);
+}
+
+/* A copy of each size class that runs one byte off the readable page
+ * fails, wherever its loads are; the same copy ending at the page's end
+ * does not. */
+static void every_size_faults_at_the_edge(void **state)
+{
+	static const size_t sizes[] = { 8, 16, 28, 32, 33, 63, 64, 65, 100, 127, 128, 129,
+					200, 255, 256, 1316, 2048, 4000 };
+	unsigned char *dst = malloc(8192);
+
+	(void)state;
+	assert_non_null(dst);
+	catch_faults();
+	for (size_t k = 0; k < UW_ARRAY_SIZE(sizes); k++) {
+		size_t n = sizes[k];
+
+		assert_int_equal(uw_copy_from_user(dst, map + page - n, n), 0);
+		assert_int_equal(uw_copy_from_user(dst, map + page - n + 1, n), -EFAULT);
+		assert_int_equal(uw_copy_from_user(dst, map + page - n + 32, n), -EFAULT);
+		/* nothing readable at all */
+		assert_int_equal(uw_copy_from_user(dst, map + page, n), -EFAULT);
+	}
+	free(dst);
+	assert_int_equal(others, 0);
+}
+
 static void a_fault_is_efault(void **state)
 {
 	unsigned char dst[64];
@@ -99,6 +154,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(readable_memory_is_copied),
+		cmocka_unit_test(every_size_is_copied),
+		cmocka_unit_test(every_size_faults_at_the_edge),
 		cmocka_unit_test(a_fault_is_efault),
 		cmocka_unit_test(other_faults_are_not_fixed_up),
 	};
