@@ -599,6 +599,7 @@ void uw_core_get_metrics(struct uw_core *c, struct uw_sock *s, struct udpweave_m
 	bool connected = uw_sock_flags(s) & UW_SOCK_CONNECTED;
 	struct uw_flowrec *r;
 	uint64_t now;
+	uint32_t fl;
 	int cs;
 
 	memset(out, 0, sizeof(*out));
@@ -632,6 +633,11 @@ void uw_core_get_metrics(struct uw_core *c, struct uw_sock *s, struct udpweave_m
 		out->state = !connected && atomic_load(&c->pace_on) ? UDPWEAVE_STATE_NO_FLOW
 								    : UDPWEAVE_STATE_ADMITTED;
 	}
+	fl = uw_sock_flags(s);
+	if (fl & UW_SOCK_INTERACTIVE)
+		out->state |= UDPWEAVE_STATE_INTERACTIVE | UDPWEAVE_STATE_DIRECT;
+	if ((fl & UW_SOCK_SYNC) && c->cfg.sync)
+		out->state |= UDPWEAVE_STATE_DIRECT;
 	pthread_mutex_unlock(&c->qlock);
 	uw_core_leave(cs);
 }

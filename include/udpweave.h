@@ -80,6 +80,11 @@ enum {
 #define UDPWEAVE_STATE_NO_FLOW		0x10u	/* unconnected, nothing sent yet:
 						 * destination rules not known */
 #define UDPWEAVE_STATE_RATE_ESTIMATED	0x20u	/* no rate set: est_rate_bps used */
+/* The socket's mode now (they change as it is used): */
+#define UDPWEAVE_STATE_DIRECT		0x40u	/* sends go straight to the kernel
+						 * (first sends, after an error,
+						 * too slow to batch, interactive) */
+#define UDPWEAVE_STATE_INTERACTIVE	0x80u	/* the process reads it too */
 
 /* Both return 0, or -1 with errno: EINVAL (a value out of range), EBADF,
  * ENOTSOCK (not a UDP socket the library queues for), ENODEV (the

@@ -98,8 +98,12 @@ s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("{src}", 0))
 s.sendto(b"hello", ("{addr}", {port}))
 s.recvfrom(100)                       # one answer: the socket is read
+def state():                          # struct udpweave_metrics.state
+    return int.from_bytes(s.getsockopt(0x7577, 1, 40)[20:24], "little")
+read = state()
 for i in range({count}):
     s.sendto(i.to_bytes(4, "little") * 329, ("{addr}", {port}))
+print(read, state(), flush=True)
 """
 
 
@@ -143,6 +147,11 @@ print(n, flush=True)
         rx.wait()
     st = json.loads(stats.read_text())
     assert got == count, f"received {got} of {count}"
+    # getsockopt(SOL_UDPWEAVE) tells the mode: interactive and direct
+    # after the read, neither once it streamed
+    read, after = map(int, cp.stdout.split())
+    assert read & 0xC0 == 0xC0, f"state after the read {read:#x}: not INTERACTIVE|DIRECT"
+    assert after & 0xC0 == 0, f"state after streaming {after:#x}: still INTERACTIVE/DIRECT"
     assert st["interactive_sockets"] == 1, st
     # the hello, and 64 after the read; a few more if the machine made
     # sends slow (then the kernel judges them: UW_SOCK_SYNC)
