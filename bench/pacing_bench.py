@@ -73,6 +73,9 @@ def parse_args():
     ap.add_argument('--backends', default='mmsg', help='paced variants, comma-separated')
     ap.add_argument('--ref-lib', help='also the default configuration with this library')
     ap.add_argument('--no-unpaced', action='store_true')
+    ap.add_argument('--unpaced-backends', default='',
+                    help='also the default configuration on these backends '
+                         '(unpaced-BACKEND), comma-separated')
     ap.add_argument('--rt', action='store_true', help='also paced with a SCHED_FIFO flusher')
     ap.add_argument('--pin', action='store_true',
                     help='sender on CPU 0, receiver on CPU 1 (default: unpinned)')
@@ -96,6 +99,13 @@ def variants(args):
         if args.ref_lib:	# another build of the library, side by side
             v.append(('unpaced-ref', {'UDPWEAVE_MAX_DELAY_US': str(args.delay_us),
                                       'LD_PRELOAD': os.path.abspath(args.ref_lib)}))
+        for b in [b for b in args.unpaced_backends.split(',') if b]:
+            v.append(('unpaced-' + b, {'UDPWEAVE_MAX_DELAY_US': str(args.delay_us),
+                                       'UDPWEAVE_BACKEND': b}))
+            if args.ref_lib:
+                v.append(('unpaced-%s-ref' % b, {'UDPWEAVE_MAX_DELAY_US': str(args.delay_us),
+                                                 'UDPWEAVE_BACKEND': b,
+                                                 'LD_PRELOAD': os.path.abspath(args.ref_lib)}))
     for b in [b for b in args.backends.split(',') if b]:
         env = {'UDPWEAVE_RULES': rule(args), 'UDPWEAVE_BACKEND': b}
         v.append(('paced-' + b, env))

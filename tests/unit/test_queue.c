@@ -243,6 +243,53 @@ static void forked_child_starts_empty(void **state)
 	free(c.fds.slot);
 }
 
+/* n datagrams of 100 bytes on so to each of ndest ports, then a flush. */
+static void flush_round(struct uw_sock *so, int ndest, int n)
+{
+	for (int d = 0; d < ndest; d++) {
+		struct sockaddr_in a = to;
+
+		a.sin_port = htons((uint16_t)(9 + d));
+		for (int i = 0; i < n; i++)
+			assert_int_equal(send_tagged(so, 100, 1, (void *)&a, sizeof(a), 0), 100);
+	}
+	assert_int_equal(uw_core_flush(&c, UW_FLUSH_EXPLICIT), ndest * n);
+}
+
+static void lonely_socket_goes_to_the_kernel(void **state)
+{
+	(void)state;
+	/* two datagrams a flush (a GSO run): the queue pays, it stays */
+	for (int r = 0; r < 16; r++)
+		flush_round(s, 1, 2);
+	assert_false(uw_sock_flags(s) & UW_SOCK_SYNC);
+	/* one a flush: the 8th makes it direct, once */
+	for (int r = 0; r < 7; r++)
+		flush_round(s, 1, 1);
+	assert_false(uw_sock_flags(s) & UW_SOCK_SYNC);
+	flush_round(s, 1, 1);
+	assert_true(uw_sock_flags(s) & UW_SOCK_SYNC);
+	assert_int_equal(atomic_load(&c.stats.lonely_sockets), 1);
+}
+
+static void cross_socket_backend_counts_the_whole_batch(void **state)
+{
+	struct uw_backend_ops cross = rec_ops;
+
+	(void)state;
+	cross.cross_socket = true;
+	c.be.ops = &cross;
+	/* one datagram to each of 16 destinations: one call for 16, it pays */
+	for (int r = 0; r < 16; r++)
+		flush_round(s, 16, 1);
+	assert_false(uw_sock_flags(s) & UW_SOCK_SYNC);
+	/* 8 a batch: the flush costs more than the calls it saves */
+	for (int r = 0; r < 8; r++)
+		flush_round(s, 8, 1);
+	assert_true(uw_sock_flags(s) & UW_SOCK_SYNC);
+	c.be.ops = &rec_ops;
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -258,6 +305,8 @@ int main(void)
 		T(pending_error_is_reported_once_and_not_queued),
 		T(flush_sock_only_when_it_has_datagrams),
 		T(forked_child_starts_empty),
+		T(lonely_socket_goes_to_the_kernel),
+		T(cross_socket_backend_counts_the_whole_batch),
 	};
 
 	return cmocka_run_group_tests_name("queue", tests, NULL, NULL);
