@@ -142,6 +142,8 @@ static uint32_t parked_flags(struct uw_core *c, struct uw_sock *s)
 static void list_sock(struct uw_core *c, struct uw_sock *s)
 {
 	bool first = false;
+	int cs;
+	bool in = uw_core_enter(&cs);	/* held_lock, qlock: a handler's exit takes them */
 
 	pthread_mutex_lock(&c->held_lock);
 	if (!s->held_listed) {
@@ -158,10 +160,15 @@ static void list_sock(struct uw_core *c, struct uw_sock *s)
 			pthread_cond_signal(&c->wake);
 		pthread_mutex_unlock(&c->qlock);
 	}
+	if (in)
+		uw_core_leave(cs);
 }
 
 static void unlist_sock(struct uw_core *c, struct uw_sock *s)
 {
+	int cs;
+	bool in = uw_core_enter(&cs);
+
 	pthread_mutex_lock(&c->held_lock);
 	if (s->held_listed) {
 		for (struct uw_sock **p = &c->held_socks; *p; p = &(*p)->held_link) {
@@ -174,6 +181,8 @@ static void unlist_sock(struct uw_core *c, struct uw_sock *s)
 		atomic_fetch_sub_explicit(&c->nheld_socks, 1, memory_order_relaxed);
 	}
 	pthread_mutex_unlock(&c->held_lock);
+	if (in)
+		uw_core_leave(cs);
 }
 
 /* Segments iov[0..n) (one per datagram, every one but the last of the
@@ -553,6 +562,8 @@ void uw_held_forget(struct uw_core *c, struct uw_sock *s)
 static size_t retry_once(struct uw_core *c, bool discard)
 {
 	size_t left = 0;
+	int cs;
+	bool in = uw_core_enter(&cs);
 
 	pthread_mutex_lock(&c->held_lock);
 	for (struct uw_sock **p = &c->held_socks; *p;) {
@@ -573,6 +584,8 @@ static size_t retry_once(struct uw_core *c, bool discard)
 		atomic_fetch_sub_explicit(&c->nheld_socks, 1, memory_order_relaxed);
 	}
 	pthread_mutex_unlock(&c->held_lock);
+	if (in)
+		uw_core_leave(cs);
 	return left;
 }
 
@@ -585,6 +598,12 @@ void uw_held_retry(struct uw_core *c)
 void uw_held_exit(struct uw_core *c, int wait_ms)
 {
 	uint64_t until = c->sys->now_ns() + (uint64_t)wait_ms * 1000000u;
+
+	/* an exit from a handler that interrupted the library: its thread
+	 * may hold the lists' locks, which are left alone (the lists lost,
+	 * as at _exit without the library nothing is sent later either) */
+	if (uw_core_inside())
+		return;
 
 	while (atomic_load_explicit(&c->nheld_socks, memory_order_relaxed)) {
 		bool last = c->sys->now_ns() >= until;
