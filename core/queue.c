@@ -1004,6 +1004,28 @@ static ssize_t to_kernel(struct uw_core *c, struct uw_sock *s, int flags)
 
 /* A send of a UW_SOCK_SYNC socket: the kernel's to judge, after the
  * socket's queue; uw_core_sync_done hears the answer. */
+/*
+ * With a backend that sends every socket in one call, slow sockets batch
+ * together: the process is busy enough when its direct sends within one
+ * max delay are twice what pays for a flush (UW_CROSS_PAYS; twice, so
+ * that a batch a little smaller does not send the sockets back and forth
+ * between the rule and this one). The window's count is racy between
+ * threads; an estimate is all it needs.
+ */
+static bool process_is_busy(struct uw_core *c, uint64_t now)
+{
+	uint64_t start = atomic_load_explicit(&c->sync_win_ns, memory_order_relaxed);
+
+	if (!c->be.ops->cross_socket)
+		return false;
+	if (now - start > (uint64_t)c->cfg.max_delay_us * 1000) {
+		atomic_store_explicit(&c->sync_win_ns, now, memory_order_relaxed);
+		atomic_store_explicit(&c->sync_win_n, 0, memory_order_relaxed);
+	}
+	return atomic_fetch_add_explicit(&c->sync_win_n, 1, memory_order_relaxed) + 1 >=
+	       2 * UW_CROSS_PAYS;
+}
+
 static ssize_t sync_send(struct uw_core *c, struct uw_sock *s, int flags)
 {
 	uint64_t now = c->sys->now_ns(), gap = (uint64_t)c->cfg.max_delay_us * 1000 / UW_SYNC_GAP;
@@ -1018,8 +1040,8 @@ static ssize_t sync_send(struct uw_core *c, struct uw_sock *s, int flags)
 		uw_sock_clear(s, UW_SOCK_INTERACTIVE);	/* a stream: it may queue again */
 	/* a paced flow's rate is the scheduler's to judge (core/pace.c) */
 	atomic_store_explicit(&s->sync_fast, (last && now - last < gap) ||
-			      atomic_load_explicit(&c->pace_on, memory_order_relaxed),
-			      memory_order_relaxed);
+			      atomic_load_explicit(&c->pace_on, memory_order_relaxed) ||
+			      process_is_busy(c, now), memory_order_relaxed);
 	uw_sync_sock = s;
 	return UW_PASS;
 }

@@ -724,6 +724,9 @@ struct uw_core {
 	struct uw_held *held_pool[UW_HELD_CLASSES];
 	size_t held_pool_bytes, held_pool_cap;
 	_Atomic bool udp_reader;	/* the process has read from a UDP socket */
+	/* direct sends in the current max-delay window (cross-socket backends) */
+	_Atomic uint64_t sync_win_ns;
+	_Atomic uint32_t sync_win_n;
 
 	/* senders check the deadline every check_every datagrams (qlock) */
 	uint32_t check_every, since_check;
