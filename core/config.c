@@ -18,6 +18,7 @@ void uw_config_defaults(struct uw_config *cfg)
 	cfg->log_level = UW_LOG_WARN;
 	cfg->interleave_burst = 1;
 	cfg->sync = true;
+	cfg->step_aside = true;
 }
 
 static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
@@ -86,6 +87,7 @@ static const struct uw_var uw_vars[] = {
 	{ "URING_ZC_BYTES", "0 (off) or the smallest message in bytes the uring backend sends zero-copy, 1..65535" },
 	{ "TRACE",        "0 (never load the LTTng-UST provider), 1 (always) or auto" },
 	{ "SYNC",         "1 (the kernel judges a socket's first sends and those after an error) or 0" },
+	{ "STEP_ASIDE",   "1 (slow and interactive sockets send straight to the kernel) or 0" },
 };
 
 static int parse_interleave(const char *s, uint32_t *out)
@@ -149,6 +151,8 @@ static int apply(struct uw_config *cfg, size_t var, const char *v, char *why, si
 		return 0;
 	case 15:
 		return parse_bool(v, &cfg->sync);
+	case 16:
+		return parse_bool(v, &cfg->step_aside);
 	}
 	return -EINVAL;
 }

@@ -693,7 +693,7 @@ static void flush_stages(struct uw_core *c, struct uw_stage *const *v, size_t n,
 	uw_stats_note_delay(&c->stats, now > oldest ? now - oldest : 0);
 	uw_stat_max(&c->stats.arena_high_water, used);
 	drop_gone(c, v, n);
-	if (c->cfg.sync)
+	if (c->cfg.sync && c->cfg.step_aside)
 		note_lonely(c, v, n);
 	if (uw_batch_build_stages(&c->scratch, v, n, &c->be, &b)) {
 		uw_warn("out of memory building a batch; sending datagram by datagram");
@@ -1005,19 +1005,22 @@ static ssize_t to_kernel(struct uw_core *c, struct uw_sock *s, int flags)
 /* A send of a UW_SOCK_SYNC socket: the kernel's to judge, after the
  * socket's queue; uw_core_sync_done hears the answer. */
 /*
- * With a backend that sends every socket in one call, slow sockets batch
- * together: the process is busy enough when its direct sends within one
- * max delay are twice what pays for a flush (UW_CROSS_PAYS; twice, so
- * that a batch a little smaller does not send the sockets back and forth
- * between the rule and this one). The window's count is racy between
- * threads; an estimate is all it needs.
+ * Whether a synchronous socket's sends come fast enough to queue again:
+ * the other side of the lonely rule (note_lonely), with room between the
+ * two so that a flow on the edge does not go back and forth. A backend
+ * that sends each socket by itself pays from a GSO run of two: sends less
+ * than max delay / UW_SYNC_GAP apart. A backend that sends every socket in
+ * one call pays from UW_CROSS_PAYS datagrams in a batch, whatever socket
+ * they come from: the process's direct sends within one max delay must be
+ * twice that. (The window's count is racy between threads; an estimate is
+ * all it needs.)
  */
-static bool process_is_busy(struct uw_core *c, uint64_t now)
+static bool sends_come_fast(struct uw_core *c, uint64_t now, uint64_t last)
 {
 	uint64_t start = atomic_load_explicit(&c->sync_win_ns, memory_order_relaxed);
 
-	if (!c->be.ops->cross_socket)
-		return false;
+	if (!c->be.ops->cross_socket || !c->cfg.step_aside)
+		return last && now - last < (uint64_t)c->cfg.max_delay_us * 1000 / UW_SYNC_GAP;
 	if (now - start > (uint64_t)c->cfg.max_delay_us * 1000) {
 		atomic_store_explicit(&c->sync_win_ns, now, memory_order_relaxed);
 		atomic_store_explicit(&c->sync_win_n, 0, memory_order_relaxed);
@@ -1028,7 +1031,7 @@ static bool process_is_busy(struct uw_core *c, uint64_t now)
 
 static ssize_t sync_send(struct uw_core *c, struct uw_sock *s, int flags)
 {
-	uint64_t now = c->sys->now_ns(), gap = (uint64_t)c->cfg.max_delay_us * 1000 / UW_SYNC_GAP;
+	uint64_t now = c->sys->now_ns();
 	uint64_t last = atomic_exchange_explicit(&s->sync_last_ns, now, memory_order_relaxed);
 	int err = uw_core_barrier(c, s, flags);
 
@@ -1039,9 +1042,9 @@ static ssize_t sync_send(struct uw_core *c, struct uw_sock *s, int flags)
 	    UW_INTERACTIVE_BURST)
 		uw_sock_clear(s, UW_SOCK_INTERACTIVE);	/* a stream: it may queue again */
 	/* a paced flow's rate is the scheduler's to judge (core/pace.c) */
-	atomic_store_explicit(&s->sync_fast, (last && now - last < gap) ||
-			      atomic_load_explicit(&c->pace_on, memory_order_relaxed) ||
-			      process_is_busy(c, now), memory_order_relaxed);
+	atomic_store_explicit(&s->sync_fast, sends_come_fast(c, now, last) ||
+			      atomic_load_explicit(&c->pace_on, memory_order_relaxed),
+			      memory_order_relaxed);
 	uw_sync_sock = s;
 	return UW_PASS;
 }
@@ -1208,6 +1211,8 @@ static void note_local(struct uw_core *c, struct uw_sock *s, const struct uw_add
 
 void uw_core_note_read(struct uw_core *c, struct uw_sock *s)
 {
+	if (!c->cfg.step_aside)
+		return;
 	atomic_store_explicit(&s->sends_since_read, 0, memory_order_relaxed);
 	if (!(uw_sock_flags(s) & UW_SOCK_INTERACTIVE)) {
 		uw_sock_set(s, UW_SOCK_INTERACTIVE);

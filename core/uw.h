@@ -123,6 +123,7 @@ struct uw_config {
 	uint32_t uring_zc_bytes;	/* uring: smallest zero-copy message; 0: off */
 	enum uw_trace_mode trace;	/* UDPWEAVE_TRACE */
 	bool sync;			/* UDPWEAVE_SYNC: UW_SOCK_SYNC honoured */
+	bool step_aside;		/* UDPWEAVE_STEP_ASIDE: lonely, interactive */
 	char stats_path[PATH_MAX];	/* "" unset, "stderr", or a path (%p) */
 	enum uw_log_level log_level;
 	bool disabled;			/* UDPWEAVE_DISABLE=1 */

@@ -418,7 +418,11 @@ def one_run(case, shim, procs, tmp_path):
             env = [f"LD_PRELOAD={PRELOAD}", f"UDPWEAVE_STATS={stats}",
                    *[f"{k}={v}" for k, v in case.lib_env.items()]]
             if isinstance(shim, str):
-                env.append(f"UDPWEAVE_BACKEND={shim}")
+                # one stream of 2000/s is too little for a cross-socket
+                # backend to pay (udpweave(7), WHEN THE LIBRARY STEPS
+                # ASIDE): without this its sends would all be the kernel's,
+                # and the backend under test would send nothing
+                env += [f"UDPWEAVE_BACKEND={shim}", "UDPWEAVE_STEP_ASIDE=0"]
         args = [tool("uw_fault_tx"), "--dest", f"{RX4}:{rx.port}", "--count", case.count,
                 "--size", SIZE, "--rate-pps", RATE_PPS, *case.sender]
         for p in case.pauses:

@@ -290,6 +290,54 @@ static void cross_socket_backend_counts_the_whole_batch(void **state)
 	c.be.ops = &rec_ops;
 }
 
+/* Up to n sends of so, gap_us apart, each of those the library hands to
+ * the kernel answered as sent; how many went to the kernel before the
+ * first one the library queued (n: none queued). */
+static int sync_sends(struct uw_sock *so, int n, uint64_t gap_us)
+{
+	for (int i = 0; i < n; i++) {
+		ssize_t rc;
+
+		fake_now += gap_us * 1000;
+		rc = send_tagged(so, 100, 1, (void *)&to, sizeof(to), 0);
+		if (rc != UW_PASS) {
+			assert_int_equal(rc, 100);
+			uw_core_flush(&c, UW_FLUSH_EXPLICIT);
+			return i;
+		}
+		assert_ptr_equal(uw_sync_sock, so);
+		uw_core_sync_done(&c, so, 1, 100);
+	}
+	return n;
+}
+
+static void cross_socket_backend_queues_again_only_when_it_pays(void **state)
+{
+	static struct uw_backend_ops cross;
+	int n;
+
+	(void)state;
+	cross = rec_ops;
+	cross.cross_socket = true;
+	c.be.ops = &cross;
+	fake_now = 1000000000ull;
+	uw_sock_set(s, UW_SOCK_SYNC);
+	/* a datagram every 0.5 ms, 4 a max delay: a GSO run of 4 would pay
+	 * on mmsg, not a flush of the whole process on a cross-socket one */
+	assert_int_equal(sync_sends(s, 400, 500), 400);
+	assert_true(uw_sock_flags(s) & UW_SOCK_SYNC);
+	/* 40 a max delay: twice what pays (UW_CROSS_PAYS) within one */
+	n = sync_sends(s, 40, 50);
+	assert_in_range(n, 16, 39);
+	assert_false(uw_sock_flags(s) & UW_SOCK_SYNC);
+	/* with UDPWEAVE_STEP_ASIDE=0, sends half a max delay apart suffice */
+	c.cfg.step_aside = false;
+	uw_sock_set(s, UW_SOCK_SYNC);
+	fake_now += 10000000;
+	assert_int_equal(sync_sends(s, 4, 500), 2);
+	c.be.ops = &rec_ops;
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -307,6 +355,7 @@ int main(void)
 		T(forked_child_starts_empty),
 		T(lonely_socket_goes_to_the_kernel),
 		T(cross_socket_backend_counts_the_whole_batch),
+		T(cross_socket_backend_queues_again_only_when_it_pays),
 	};
 
 	return cmocka_run_group_tests_name("queue", tests, NULL, NULL);
