@@ -61,6 +61,9 @@ static void core_leave(int cs)
  * max delay / UW_SYNC_GAP apart (core/uw.h, UW_SOCK_SYNC). */
 #define UW_SYNC_GAP	2u
 #define UW_SYNC_HOLD_NS	(100ull * 1000000ull)
+/* Datagrams in one batch from which a backend that sends all sockets in
+ * one call pays for the flush (see note_lonely). */
+#define UW_CROSS_PAYS	16u
 /* Sends of an interactive socket without a read between them, after
  * which it is taken for a stream (see UW_SOCK_INTERACTIVE). */
 #define UW_INTERACTIVE_BURST	64u
@@ -98,6 +101,22 @@ void uw_core_sync_error(struct uw_sock *s, uint64_t now_ns)
  * (UW_SOCK_SYNC): the preload edge reports the kernel's answer. */
 __thread struct uw_sock *uw_sync_sock __attribute__((tls_model("initial-exec")));
 
+/* A cross-socket backend's side of sends_come_fast: the process's direct
+ * datagrams within one max delay are twice what a batch needs to pay. (The
+ * window's count is racy between threads; an estimate is all it needs.) */
+static bool process_sends_fast(struct uw_core *c, uint64_t now, long datagrams)
+{
+	uint64_t start = atomic_load_explicit(&c->sync_win_ns, memory_order_relaxed);
+
+	if (now - start > (uint64_t)c->cfg.max_delay_us * 1000) {
+		atomic_store_explicit(&c->sync_win_ns, now, memory_order_relaxed);
+		atomic_store_explicit(&c->sync_win_n, 0, memory_order_relaxed);
+	}
+	return atomic_fetch_add_explicit(&c->sync_win_n, (uint32_t)datagrams,
+					 memory_order_relaxed) + (uint32_t)datagrams >=
+	       2 * UW_CROSS_PAYS;
+}
+
 void uw_core_sync_done(struct uw_core *c, struct uw_sock *s, long datagrams, long bytes)
 {
 	uint64_t last = atomic_load_explicit(&s->sync_last_ns, memory_order_relaxed);
@@ -109,6 +128,8 @@ void uw_core_sync_done(struct uw_core *c, struct uw_sock *s, long datagrams, lon
 		atomic_store_explicit(&s->sync_err_ns, last, memory_order_relaxed);
 		return;
 	}
+	if (c->be.ops->cross_socket && c->cfg.step_aside && process_sends_fast(c, last, datagrams))
+		atomic_store_explicit(&s->sync_fast, true, memory_order_relaxed);
 	if (atomic_load_explicit(&s->sync_fast, memory_order_relaxed) &&
 	    last - atomic_load_explicit(&s->sync_err_ns, memory_order_relaxed) >= UW_SYNC_HOLD_NS)
 		uw_sock_clear(s, UW_SOCK_SYNC);
@@ -631,7 +652,6 @@ static void drop_gone(struct uw_core *c, struct uw_stage *const *v, size_t n)
  * held.
  */
 #define UW_LONELY_FLUSHES	8u
-#define UW_CROSS_PAYS		16u
 
 static void note_lonely(struct uw_core *c, struct uw_stage *const *v, size_t n)
 {
@@ -689,6 +709,8 @@ static void flush_stages(struct uw_core *c, struct uw_stage *const *v, size_t n,
 		nbytes += v[i]->nbytes;
 	}
 	uw_stat_add(&c->stats.flushes[why], 1);
+	if (uw_is_flusher)
+		uw_stat_add(&c->stats.flushes_by_thread, 1);
 	uw_stat_add(&c->stats.batches, 1);
 	uw_stats_note_delay(&c->stats, now > oldest ? now - oldest : 0);
 	uw_stat_max(&c->stats.arena_high_water, used);
@@ -820,6 +842,43 @@ long uw_core_flush_due(struct uw_core *c)
 	return sent;
 }
 
+/*
+ * The sender flushes, the flush thread is a backstop (issue 13): a thread
+ * that goes to sleep (nanosleep, poll with a timeout, ...) past the time
+ * the default stage falls due sends it now, from its own thread, before it
+ * sleeps; the flush thread, which then has nothing to do at that time,
+ * needs no wake-up for it. A stage due later stays for the datagrams of
+ * the next wake. If the flush lock is taken, a flush is under way and the
+ * flush thread will see this stage when it is due.
+ */
+long uw_core_flush_before_sleep(struct uw_core *c, uint64_t wake_ns)
+{
+	struct uw_stage *v[1], *stg;
+	enum uw_flush_reason why;
+	long sent = 0;
+	int cs;
+
+	if (!atomic_load_explicit(&c->queued_total, memory_order_relaxed) || !core_enter(&cs))
+		return 0;
+	if (pthread_mutex_trylock(&c->flock)) {
+		core_leave(cs);
+		return 0;
+	}
+	pthread_mutex_lock(&c->qlock);
+	stg = &c->stage[c->active];
+	if (stg->ndgrams && uw_core_due_ns(c, stg, &why) <= wake_ns) {
+		c->active ^= 1;
+		v[0] = stg;
+		pthread_mutex_unlock(&c->qlock);
+		sent = flush_detached(c, v, 1, UW_FLUSH_SLEEP);
+	} else {
+		pthread_mutex_unlock(&c->qlock);
+	}
+	pthread_mutex_unlock(&c->flock);
+	core_leave(cs);
+	return sent;
+}
+
 void uw_core_flush_sock(struct uw_core *c, struct uw_sock *s, enum uw_flush_reason why)
 {
 	uint32_t q;
@@ -903,10 +962,13 @@ static bool sender_finds_stage_late(struct uw_core *c, struct uw_stage *stg)
  * flush thread sleeps until. */
 static void wake_flusher(struct uw_core *c, uint64_t due)
 {
+	c->queued_since_tick = true;
 	if (!c->flusher_running && !c->flusher_failed)
 		uw_core_start_flusher(c);
-	else if (due < c->flusher_until)
+	else if (due < c->flusher_until) {
+		uw_stat_add_locked(&c->stats.flusher_signals, 1);
 		pthread_cond_signal(&c->wake);
+	}
 }
 
 /* The configuration event goes with the first datagram queued while it is
@@ -1011,22 +1073,14 @@ static ssize_t to_kernel(struct uw_core *c, struct uw_sock *s, int flags)
  * that sends each socket by itself pays from a GSO run of two: sends less
  * than max delay / UW_SYNC_GAP apart. A backend that sends every socket in
  * one call pays from UW_CROSS_PAYS datagrams in a batch, whatever socket
- * they come from: the process's direct sends within one max delay must be
- * twice that. (The window's count is racy between threads; an estimate is
- * all it needs.)
+ * they come from: that is judged when the kernel has answered
+ * (uw_core_sync_done, process_sends_fast), by datagrams, not calls.
  */
 static bool sends_come_fast(struct uw_core *c, uint64_t now, uint64_t last)
 {
-	uint64_t start = atomic_load_explicit(&c->sync_win_ns, memory_order_relaxed);
-
-	if (!c->be.ops->cross_socket || !c->cfg.step_aside)
-		return last && now - last < (uint64_t)c->cfg.max_delay_us * 1000 / UW_SYNC_GAP;
-	if (now - start > (uint64_t)c->cfg.max_delay_us * 1000) {
-		atomic_store_explicit(&c->sync_win_ns, now, memory_order_relaxed);
-		atomic_store_explicit(&c->sync_win_n, 0, memory_order_relaxed);
-	}
-	return atomic_fetch_add_explicit(&c->sync_win_n, 1, memory_order_relaxed) + 1 >=
-	       2 * UW_CROSS_PAYS;
+	if (c->be.ops->cross_socket && c->cfg.step_aside)
+		return false;
+	return last && now - last < (uint64_t)c->cfg.max_delay_us * 1000 / UW_SYNC_GAP;
 }
 
 static ssize_t sync_send(struct uw_core *c, struct uw_sock *s, int flags)

@@ -108,16 +108,16 @@ uint64_t uw_wheel_next_ns(const struct uw_core *c)
 
 /* ---- the default stage ------------------------------------------------------ */
 
-uint64_t uw_core_due_ns(const struct uw_core *c, const struct uw_stage *st,
-			enum uw_flush_reason *why)
+/* When a default stage whose first datagram came at oldest is due. */
+static uint64_t due_from(const struct uw_core *c, uint64_t oldest, enum uw_flush_reason *why)
 {
 	uint64_t delay = (uint64_t)c->cfg.max_delay_us * UW_NSEC_PER_USEC;
-	uint64_t due = st->oldest_ns + (delay > c->slack_ns ? delay - c->slack_ns : 0);
+	uint64_t due = oldest + (delay > c->slack_ns ? delay - c->slack_ns : 0);
 
 	*why = UW_FLUSH_DEADLINE;
 	if (c->cfg.interval_us) {
 		uint64_t iv = (uint64_t)c->cfg.interval_us * UW_NSEC_PER_USEC;
-		uint64_t tick = (st->oldest_ns / iv + 1) * iv;
+		uint64_t tick = (oldest / iv + 1) * iv;
 
 		if (tick < due) {
 			due = tick;
@@ -125,6 +125,12 @@ uint64_t uw_core_due_ns(const struct uw_core *c, const struct uw_stage *st,
 		}
 	}
 	return due;
+}
+
+uint64_t uw_core_due_ns(const struct uw_core *c, const struct uw_stage *st,
+			enum uw_flush_reason *why)
+{
+	return due_from(c, st->oldest_ns, why);
 }
 
 static struct timespec to_timespec(uint64_t ns)
@@ -156,16 +162,34 @@ static uint64_t next_event(const struct uw_core *c)
 	return ev;
 }
 
+__thread bool uw_is_flusher __attribute__((tls_model("initial-exec")));
+
+/*
+ * With nothing queued, the thread sleeps until a send starts a stage and
+ * wakes it. While the process keeps sending (a stage was started since the
+ * thread last woke), it wakes by itself at the due time of a stage started
+ * now instead: a stage started meanwhile falls due after that, so its send
+ * needs no wake-up (a futex call and a switch, the cost of the flush for a
+ * paced sender whose own sleeps send its stages: uw_core_flush_before_sleep).
+ */
 static void *flusher_main(void *arg)
 {
 	struct uw_core *c = arg;
 
+	uw_is_flusher = true;
 	if (c->sys->thread_setup)
 		c->sys->thread_setup();
 	pthread_mutex_lock(&c->qlock);
 	while (!c->stopping) {
 		uint64_t ev = next_event(c), now;
 
+		if (ev == UINT64_MAX && c->queued_since_tick && c->cfg.max_delay_us) {
+			enum uw_flush_reason why;
+
+			/* no earlier than the due time of a stage started now */
+			c->queued_since_tick = false;
+			ev = due_from(c, c->sys->now_ns(), &why);
+		}
 		if (ev == UINT64_MAX) {
 			c->flusher_until = UINT64_MAX;
 			pthread_cond_wait(&c->wake, &c->qlock);

@@ -20,6 +20,7 @@ const char *const uw_flush_reason_name[UW_FLUSH__COUNT] = {
 	[UW_FLUSH_PACED]	= "paced",
 	[UW_FLUSH_SIGNAL]	= "signal",
 	[UW_FLUSH_SNDBUF]	= "sndbuf",
+	[UW_FLUSH_SLEEP]	= "sleep",
 };
 
 void uw_stats_reset(struct uw_stats *st)
@@ -206,6 +207,9 @@ int uw_stats_json(const struct uw_stats *st, const char *backend, char *buf, siz
 		     (unsigned long long)atomic_load_explicit(&st->flushes[i],
 							      memory_order_relaxed));
 	EMIT("}");
+	EMIT(", \"flushes_by_sender\": %llu, \"flushes_by_flush_thread\": %llu, "
+	     "\"flush_thread_signals\": %llu",
+	     LD(batches) - LD(flushes_by_thread), LD(flushes_by_thread), LD(flusher_signals));
 	{
 		uint64_t h[UW_LATE_BUCKETS], count = 0;
 

@@ -326,6 +326,7 @@ enum uw_flush_reason {
 	UW_FLUSH_CLOSE, UW_FLUSH_BARRIER, UW_FLUSH_EXIT, UW_FLUSH_FORK,
 	UW_FLUSH_EXEC, UW_FLUSH_EXPLICIT, UW_FLUSH_PACED, UW_FLUSH_SIGNAL,
 	UW_FLUSH_SNDBUF,	/* a socket's queue reached its send buffer */
+	UW_FLUSH_SLEEP,		/* due while the sending thread sleeps */
 	UW_FLUSH__COUNT
 };
 
@@ -389,6 +390,8 @@ struct uw_stats {
 	_Atomic uint64_t uring_mmsg_batches;	/* sent by mmsg: no io_uring */
 	_Atomic uint64_t uring_ring_failures;	/* io_uring_enter failed for good */
 	_Atomic uint64_t flushes[UW_FLUSH__COUNT];
+	_Atomic uint64_t flushes_by_thread;	/* of those, by the flush thread */
+	_Atomic uint64_t flusher_signals;	/* the flush thread woken by a send */
 	_Atomic uint64_t max_queue_delay_ns;
 	/* flushes by how long their oldest datagram had waited: below 250 µs,
 	 * 500, 1000, 2000, 4000, 8000 µs, and above */
@@ -739,6 +742,7 @@ struct uw_core {
 	bool stopping;
 	uint64_t flusher_until;		/* asleep until (UINT64_MAX: no
 					 * deadline); 0: awake */
+	bool queued_since_tick;		/* a stage started since its last wake */
 	pthread_t flusher;
 	uint64_t slack_ns;
 
@@ -847,6 +851,11 @@ void uw_core_leave(int cancel_state);
 /* Flush the stages that are due (the flush thread, or a sender that finds
  * it late); returns datagrams sent. */
 long uw_core_flush_due(struct uw_core *c);
+/* The calling thread is about to sleep until wake_ns (monotonic; UINT64_MAX:
+ * no timeout): the default stage goes now if it falls due before then. */
+long uw_core_flush_before_sleep(struct uw_core *c, uint64_t wake_ns);
+/* Set on the flush thread. */
+extern __thread bool uw_is_flusher;
 
 /* Internals of pacing shared by queue.c, sched.c and batch.c (qlock held
  * unless said otherwise). */

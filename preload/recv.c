@@ -148,9 +148,91 @@ static void before_poll(const struct pollfd *fds, nfds_t n)
 	}
 }
 
+/* ---- sleeping ------------------------------------------------------------
+ *
+ * The sender flushes, the flush thread is a backstop (issue 13): a thread
+ * about to sleep past the time the default stage falls due sends it now
+ * (uw_core_flush_before_sleep). Only waits that are sleeps: nanosleep,
+ * clock_nanosleep, usleep, sleep, and poll/select/epoll with no fds to wait
+ * for. A wait on fds may return at once (ffmpeg polls for POLLOUT before
+ * every send): flushing there would flush at every datagram.
+ */
+#define NS_FOREVER	UINT64_MAX
+
+static void before_sleep(uint64_t ns)
+{
+	uint64_t now;
+
+	if (!atomic_load_explicit(&uw_active, memory_order_relaxed) ||
+	    !atomic_load_explicit(&uw_core.queued_total, memory_order_relaxed))
+		return;
+	now = uw_core.sys->now_ns();
+	uw_core_flush_before_sleep(&uw_core, ns > NS_FOREVER - now ? NS_FOREVER : now + ns);
+}
+
+/* A timespec of the application's, as nanoseconds (0 if the kernel will
+ * refuse it: EFAULT, EINVAL). */
+static uint64_t ts_ns(const struct timespec *ts)
+{
+	struct timespec t;
+
+	if (!ts || uw_copy_from_user(&t, ts, sizeof(t)) || t.tv_sec < 0 || t.tv_nsec < 0 ||
+	    t.tv_nsec >= 1000000000L)
+		return 0;
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+UW_EXPORT int nanosleep(const struct timespec *req, struct timespec *rem)
+{
+	uw_bind_real();
+	before_sleep(ts_ns(req));
+	return real.nanosleep(req, rem);
+}
+
+UW_EXPORT int clock_nanosleep(clockid_t clk, int flags, const struct timespec *req,
+			      struct timespec *rem)
+{
+	uint64_t ns;
+
+	uw_bind_real();
+	ns = ts_ns(req);
+	if (ns && (flags & TIMER_ABSTIME)) {
+		struct timespec now;
+
+		if (clock_gettime(clk, &now))
+			ns = 0;		/* the kernel's EINVAL */
+		else
+			ns = ns > ts_ns(&now) ? ns - ts_ns(&now) : 0;
+	}
+	before_sleep(ns);
+	return real.clock_nanosleep(clk, flags, req, rem);
+}
+
+UW_EXPORT int usleep(useconds_t us)
+{
+	uw_bind_real();
+	before_sleep((uint64_t)us * 1000);
+	return real.usleep(us);
+}
+
+UW_EXPORT unsigned int sleep(unsigned int s)
+{
+	uw_bind_real();
+	before_sleep((uint64_t)s * 1000000000ull);
+	return real.sleep(s);
+}
+
+/* A wait with no fds is a sleep (timeout in ms; negative: forever). */
+static void before_idle_wait_ms(int timeout)
+{
+	before_sleep(timeout < 0 ? NS_FOREVER : (uint64_t)timeout * 1000000);
+}
+
 UW_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
 	uw_bind_real();
+	if (!n)
+		before_idle_wait_ms(timeout);
 	before_poll(fds, n);
 	return real.poll(fds, n, timeout);
 }
@@ -159,6 +241,8 @@ UW_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout
 		    const sigset_t *mask)
 {
 	uw_bind_real();
+	if (!n)
+		before_sleep(timeout ? ts_ns(timeout) : NS_FOREVER);
 	before_poll(fds, n);
 	return real.ppoll(fds, n, timeout, mask);
 }
@@ -184,6 +268,16 @@ static void before_select(int n, const fd_set *r)
 UW_EXPORT int select(int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *timeout)
 {
 	uw_bind_real();
+	if (n <= 0) {
+		struct timeval tv;
+
+		if (!timeout)
+			before_sleep(NS_FOREVER);
+		else if (!uw_copy_from_user(&tv, timeout, sizeof(tv)) && tv.tv_sec >= 0 &&
+			 tv.tv_usec >= 0)
+			before_sleep((uint64_t)tv.tv_sec * 1000000000ull +
+				     (uint64_t)tv.tv_usec * 1000);
+	}
 	before_select(n, r);
 	return real.select(n, r, w, e, timeout);
 }
@@ -192,6 +286,8 @@ UW_EXPORT int pselect(int n, fd_set *r, fd_set *w, fd_set *e, const struct times
 		      const sigset_t *mask)
 {
 	uw_bind_real();
+	if (n <= 0)
+		before_sleep(timeout ? ts_ns(timeout) : NS_FOREVER);
 	before_select(n, r);
 	return real.pselect(n, r, w, e, timeout, mask);
 }

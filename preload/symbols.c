@@ -131,6 +131,16 @@ static ssize_t real_sendto(int fd, const void *buf, size_t len, int flags,
 	return real.sendto(fd, buf, len, flags, to, tolen);
 }
 
+static int real_nanosleep(const struct timespec *req, struct timespec *rem)
+{
+	return real.nanosleep(req, rem);
+}
+
+static int real_poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+	return real.poll(fds, n, timeout);
+}
+
 static int real_setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
 {
 	return real.setsockopt(fd, level, opt, val, len);
@@ -251,7 +261,7 @@ static int egress_shapes(const struct uw_addr *dest)
 static const struct uw_sys uw_sys_real = {
 	.sendmsg	= real_sendmsg,
 	.sendmmsg	= real_sendmmsg,
-	.poll		= poll,
+	.poll		= real_poll,
 	.socket		= real_socket,
 	.connect	= real_connect,
 	.close		= real_close,
@@ -260,7 +270,7 @@ static const struct uw_sys uw_sys_real = {
 	.bind		= real_bind,
 	.sendto		= real_sendto,
 	.setsockopt	= real_setsockopt,
-	.nanosleep	= nanosleep,
+	.nanosleep	= real_nanosleep,
 	.now_ns		= mono_ns,
 	.log_write	= log_to_stderr,
 	.thread_setup	= flusher_setup,

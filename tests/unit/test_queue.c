@@ -204,6 +204,25 @@ static void sender_flushes_a_late_stage(void **state)
 	assert_int_equal(atomic_load(&c.queued_total), 0);
 }
 
+static void a_sleep_past_the_due_time_flushes_first(void **state)
+{
+	(void)state;
+	fake_now = 1000000000ull;
+	assert_int_equal(uw_core_flush_before_sleep(&c, UINT64_MAX), 0);	/* empty */
+	send_tagged(s, 100, 0, (void *)&to, sizeof(to), 0);
+	send_tagged(s, 100, 1, (void *)&to, sizeof(to), 0);
+	/* a sleep that ends before the stage is due (1.6 ms): it waits */
+	assert_int_equal(uw_core_flush_before_sleep(&c, fake_now + 1000000), 0);
+	assert_int_equal(nrec, 0);
+	/* one that ends after: the stage goes now, from this thread */
+	assert_int_equal(uw_core_flush_before_sleep(&c, fake_now + 2000000), 2);
+	assert_int_equal(nrec, 1);
+	assert_int_equal(rec[0].nseg, 2);
+	assert_int_equal(atomic_load(&c.stats.flushes[UW_FLUSH_SLEEP]), 1);
+	assert_int_equal(atomic_load(&c.stats.flushes_by_thread), 0);
+	assert_int_equal(atomic_load(&c.queued_total), 0);
+}
+
 static void pending_error_is_reported_once_and_not_queued(void **state)
 {
 	(void)state;
@@ -350,6 +369,7 @@ int main(void)
 		T(order_holds_across_arena_full_flushes),
 		T(sendto_the_peer_is_the_same_flow_as_send),
 		T(sender_flushes_a_late_stage),
+		T(a_sleep_past_the_due_time_flushes_first),
 		T(pending_error_is_reported_once_and_not_queued),
 		T(flush_sock_only_when_it_has_datagrams),
 		T(forked_child_starts_empty),
