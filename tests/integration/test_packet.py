@@ -24,6 +24,7 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -305,30 +306,60 @@ def assert_all_through_ring(st, sums, context):
 
 class Capture:
     """dumpcap on a device of a namespace; frames() reads the file back
-    with tshark (checksums verified)."""
+    with tshark (checksums verified).
+
+    dumpcap says "Capturing on" before its filter is in place, so a sleep
+    after that line is a race (on a loaded machine it missed a whole run).
+    Instead a probe in A sends a datagram to B's discard port every 50 ms
+    until dumpcap reports a packet written; frames() leaves the probes out."""
+
+    PROBE_PORT = 9
 
     def __init__(self, procs, tmp_path, ns, dev, name, bpf="udp"):
         self.path = tmp_path / f"{name}.pcapng"
-        self.proc = procs.popen(in_ns(ns, "dumpcap", "-q", "-i", DEV[dev], "-f", bpf,
+        self.proc = procs.popen(in_ns(ns, "dumpcap", "-i", DEV[dev], "-f", bpf,
                                       "-B", "64", "-w", self.path),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True, env=child_env())
-        # dumpcap says so once the device is open with its filter
-        line, deadline = "", time.monotonic() + 15
-        while "Capturing on" not in line:
-            assert self.proc.poll() is None, "dumpcap died: " + self.proc.stderr.read()
-            assert time.monotonic() < deadline, "dumpcap did not start within 15 s"
-            line = self.proc.stderr.readline()
-        time.sleep(0.2)
+                                env=child_env())
+        self._err = bytearray()
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader.start()
+        probe = procs.popen(in_ns("a", "/usr/bin/python3", "-c",
+                                  "import socket,time\n"
+                                  "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+                                  "for _ in range(300):\n"
+                                  f"    s.sendto(b'uwprobe',('{B4}',{self.PROBE_PORT}))\n"
+                                  "    time.sleep(0.05)\n"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        try:
+            while b"Packets: " not in self._err:
+                assert self.proc.poll() is None, "dumpcap died: " + self.err()
+                assert time.monotonic() < deadline, \
+                    f"dumpcap captured no probe within 15 s: {self.err()}"
+                time.sleep(0.02)
+        finally:
+            probe.kill()
+            probe.wait()
+        time.sleep(0.1)     # a probe still in flight
+
+    def _read_stderr(self):
+        while chunk := self.proc.stderr.read1(4096):
+            self._err += chunk
+
+    def err(self):
+        return self._err.decode(errors="replace")
 
     def stop(self):
         time.sleep(0.2)    # the last frames of the veth
         self.proc.send_signal(signal.SIGINT)
         try:
-            _, err = self.proc.communicate(timeout=15)
+            self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             raise AssertionError("dumpcap did not stop")
+        self._reader.join(timeout=5)
+        err = self.err()
         m = re.search(r"received/dropped on interface '[^']*': (\d+)/(\d+)", err)
         assert m, f"dumpcap did not report its counts: {err}"
         assert int(m.group(2)) == 0, f"the capture dropped frames: {err}"
@@ -351,6 +382,8 @@ class Capture:
             f = dict(zip(self.FIELDS, line.split("|")))
             if not f.get("udp.srcport"):
                 continue     # an IP fragment without the UDP header
+            if f["udp.dstport"] == str(self.PROBE_PORT):
+                continue     # the start-up probe
             f["src"] = f["ip.src"] or f["ipv6.src"]
             f["dst"] = f["ip.dst"] or f["ipv6.dst"]
             out.append(f)
