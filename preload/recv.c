@@ -153,8 +153,8 @@ static void before_poll(const struct pollfd *fds, nfds_t n)
  * The sender flushes, the flush thread is a backstop (issue 13): a thread
  * about to sleep past the time the default stage falls due sends it now
  * (uw_core_flush_before_sleep). Only waits that are sleeps: nanosleep,
- * clock_nanosleep, usleep, sleep, and poll/select/epoll with no fds to wait
- * for. A wait on fds may return at once (ffmpeg polls for POLLOUT before
+ * clock_nanosleep, usleep, sleep, poll/select/epoll with no fds to wait
+ * for, and timed futex waits through syscall(3) (below). A wait on fds may return at once (ffmpeg polls for POLLOUT before
  * every send): flushing there would flush at every datagram.
  */
 #define NS_FOREVER	UINT64_MAX
@@ -221,6 +221,93 @@ UW_EXPORT unsigned int sleep(unsigned int s)
 	before_sleep((uint64_t)s * 1000000000ull);
 	return real.sleep(s);
 }
+
+/* ---- futex waits through syscall(3) ------------------------------------
+ *
+ * glib's GCond and GStreamer's clock (udpsink/multiudpsink with sync=true
+ * wait there between buffers) do not sleep in libc's sleeps: they call
+ * syscall(SYS_futex, FUTEX_WAIT_BITSET, ..., absolute CLOCK_MONOTONIC time)
+ * through libc's syscall(3). A timed futex wait past the due time is a
+ * sleep like the others. A wait without a timeout is not: a contended
+ * GMutex waits that way for a moment, and flushing there would flush at
+ * every contention.
+ *
+ * syscall(3) is variadic and its seventh argument is on the caller's
+ * stack; an assembly entry hands all seven to uw_syscall7 without reading
+ * past what a C va_list may read, then the system call is made here as
+ * libc makes it (result in -4095..-1: errno, -1). Nothing is bound from
+ * libc for it, so it works before, during and after uw_bind_real (an
+ * allocator calling syscall() inside dlsym). Other architectures: not
+ * interposed.
+ */
+#if defined(__x86_64__)
+#include <linux/futex.h>
+#include <sys/syscall.h>
+
+static void before_futex(int op, const struct timespec *timeout)
+{
+	int cmd = op & FUTEX_CMD_MASK, saved = errno;
+	clockid_t clk = op & FUTEX_CLOCK_REALTIME ? CLOCK_REALTIME : CLOCK_MONOTONIC;
+	uint64_t ns;
+
+	if ((cmd != FUTEX_WAIT && cmd != FUTEX_WAIT_BITSET) || !timeout ||
+	    !atomic_load_explicit(&uw_active, memory_order_relaxed) ||
+	    !atomic_load_explicit(&uw_core.queued_total, memory_order_relaxed) ||
+	    !(ns = ts_ns(timeout)))
+		return;
+	if (cmd == FUTEX_WAIT_BITSET) {		/* absolute */
+		struct timespec now;
+
+		if (clock_gettime(clk, &now))
+			return;
+		ns = ns > ts_ns(&now) ? ns - ts_ns(&now) : 0;
+		if (!ns)
+			return;
+	}
+	before_sleep(ns);
+	errno = saved;
+}
+
+__attribute__((visibility("hidden"), used))
+long uw_syscall7(long nr, long a1, long a2, long a3, long a4, long a5, long a6)
+{
+	long ret;
+
+	if (nr == SYS_futex)
+		before_futex((int)a2, (const struct timespec *)a4);
+	/* after the call: a register variable is only its register in asm */
+	register long r10 __asm__("r10") = a4;
+	register long r8 __asm__("r8") = a5;
+	register long r9 __asm__("r9") = a6;
+
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "0"(nr), "D"(a1), "S"(a2), "d"(a3), "r"(r10), "r"(r8), "r"(r9)
+			 : "rcx", "r11", "memory");
+	if ((unsigned long)ret > -4096ul) {
+		errno = (int)-ret;
+		return -1;
+	}
+	return ret;
+}
+
+/* long syscall(long nr, ...): nr and a1..a5 are in registers already in
+ * uw_syscall7's order; a6 is pushed again so that it is uw_syscall7's
+ * seventh argument (8(%rsp) at its entry, the stack 16-byte aligned). */
+__asm__(".text\n"
+	".globl syscall\n"
+	".type syscall, @function\n"
+	"syscall:\n"
+	"	.cfi_startproc\n"
+	"	pushq 8(%rsp)\n"
+	"	.cfi_adjust_cfa_offset 8\n"
+	"	call uw_syscall7\n"
+	"	addq $8, %rsp\n"
+	"	.cfi_adjust_cfa_offset -8\n"
+	"	ret\n"
+	"	.cfi_endproc\n"
+	".size syscall, .-syscall\n");
+#endif
 
 /* A wait with no fds is a sleep (timeout in ms; negative: forever). */
 static void before_idle_wait_ms(int timeout)
