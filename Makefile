@@ -36,7 +36,7 @@ $(error $(subst UW_DEPS_FAILED,,$(UW_DEPS_OUT)))
 endif
 endif
 
-CORE_SRC    := core/config.c core/ucopy.c core/rules.c core/fdtable.c core/queue.c core/held.c core/batch.c core/sched.c \
+CORE_SRC    := core/config.c core/ucopy.c core/rules.c core/fdtable.c core/queue.c core/held.c core/batch.c core/sched.c core/socklist.c \
                core/pace.c core/egress.c core/stats.c core/log.c
 BACKEND_SRC := backend/registry.c backend/common.c backend/mmsg.c backend/passthrough.c backend/route.c \
 	       backend/packet.c backend/resolve.c backend/ring.c backend/uring.c

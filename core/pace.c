@@ -547,6 +547,7 @@ void uw_core_sock_release(struct uw_sock *s, void *core)
 	struct uw_core *c = core;
 	int cs;
 
+	uw_socklist_closed(c, s);
 	for (int attempt = 0; attempt < 3; attempt++) {
 		uw_core_flush_sock(c, s, UW_FLUSH_CLOSE);
 		if (!uw_core_enter(&cs))

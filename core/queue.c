@@ -94,7 +94,7 @@ static void publish_now_and_then(struct uw_core *c, uint64_t now)
 void uw_core_sync_error(struct uw_sock *s, uint64_t now_ns)
 {
 	atomic_store_explicit(&s->sync_err_ns, now_ns, memory_order_relaxed);
-	uw_sock_set(s, UW_SOCK_SYNC);
+	uw_sock_go_direct(s, UW_DIRECT_ERROR);
 }
 
 /* The socket whose send this thread handed to the kernel to judge
@@ -133,6 +133,7 @@ void uw_core_sync_done(struct uw_core *c, struct uw_sock *s, long datagrams, lon
 	if (atomic_load_explicit(&s->sync_fast, memory_order_relaxed) &&
 	    last - atomic_load_explicit(&s->sync_err_ns, memory_order_relaxed) >= UW_SYNC_HOLD_NS)
 		uw_sock_clear(s, UW_SOCK_SYNC);
+	atomic_fetch_add_explicit(&s->n_direct, (uint64_t)datagrams, memory_order_relaxed);
 	uw_stat_add(&c->stats.sync_datagrams, (uint64_t)datagrams);
 	uw_stat_add(&c->stats.sync_bytes, (uint64_t)bytes);
 	uw_stat_add(&c->stats.datagrams_in, (uint64_t)datagrams);
@@ -512,6 +513,7 @@ int uw_core_init(struct uw_core *c, const struct uw_config *cfg, const struct uw
 	 * fifth of the budget, at most 500 µs. */
 	c->slack_ns = delay / 5 < 500000 ? delay / 5 : 500000;
 	pthread_mutex_init(&c->qlock, NULL);
+	pthread_mutex_init(&c->socklist_lock, NULL);
 	pthread_mutex_init(&c->flock, NULL);
 	uw_held_init(c, 2 * (size_t)cfg->arena_kb * 1024);
 	pthread_condattr_init(&ca);
@@ -684,7 +686,7 @@ static void note_lonely(struct uw_core *c, struct uw_stage *const *v, size_t n)
 			} else if (++s->lonely_run >= UW_LONELY_FLUSHES) {
 				s->lonely_run = 0;
 				atomic_store_explicit(&s->sync_last_ns, 0, memory_order_relaxed);
-				uw_sock_set(s, UW_SOCK_SYNC);
+				uw_sock_go_direct(s, UW_DIRECT_LONELY);
 				uw_stat_add(&c->stats.lonely_sockets, 1);
 			}
 		}
@@ -1004,6 +1006,7 @@ static void count_enqueued(struct uw_core *c, struct uw_sock *s, struct uw_flowr
 {
 	s->queued++;
 	s->qbytes += len;
+	atomic_fetch_add_explicit(&s->n_queued, 1, memory_order_relaxed);
 	if (rec)
 		rec->queued++;
 	uw_stat_add_locked(&c->queued_total, 1);

@@ -244,6 +244,9 @@ struct uw_sock {
 	_Atomic uint64_t sync_err_ns;	/* the kernel's last error for it */
 	_Atomic uint32_t sends_since_read;	/* UW_SOCK_INTERACTIVE */
 	_Atomic bool sync_fast;		/* that one came soon after the one before */
+	_Atomic uint8_t direct_why;	/* enum uw_direct_why: why UW_SOCK_SYNC */
+	/* its datagrams so far: queued, and handed to the kernel at its calls */
+	_Atomic uint64_t n_queued, n_direct;
 	/* held datagrams (core/held.c): the list, its drainer (hold_lock);
 	 * the core's list of sockets with some (uw_core.held_lock) */
 	pthread_mutex_t hold_lock;
@@ -259,6 +262,20 @@ struct uw_sock {
 	struct uw_flowtab *recs;	/* flow records, by destination */
 	struct uw_flowrec *last_rec;	/* the one used last */
 };
+
+/* Why a socket's sends go to the kernel at their calls (UW_SOCK_SYNC); its
+ * mode in the stats' socket_list. */
+enum uw_direct_why {
+	UW_DIRECT_FIRST,		/* its first sends, or a new peer's */
+	UW_DIRECT_ERROR,		/* after an error of the kernel's */
+	UW_DIRECT_LONELY,		/* a batch of it saves nothing */
+};
+
+static inline void uw_sock_go_direct(struct uw_sock *s, enum uw_direct_why why)
+{
+	atomic_store_explicit(&s->direct_why, (uint8_t)why, memory_order_relaxed);
+	atomic_fetch_or_explicit(&s->flags, UW_SOCK_SYNC, memory_order_relaxed);
+}
 
 static inline uint32_t uw_sock_flags(struct uw_sock *s)
 {
@@ -438,6 +455,12 @@ void uw_stats_note_delay(struct uw_stats *st, uint64_t ns);
 void uw_stats_note_late(struct uw_stats *st, uint64_t ns);
 /* JSON object, NUL-terminated; returns its length or -ENOSPC. */
 int uw_stats_json(const struct uw_stats *st, const char *backend, char *buf, size_t len);
+/* core/socklist.c: "socket_list": [...] of the open sockets and the last
+ * ones closed, as many as fit in len (0 if none fits); a closed socket's
+ * last state is kept by uw_socklist_closed. */
+struct uw_core;
+int uw_socklist_json(struct uw_core *c, char *buf, size_t len);
+void uw_socklist_closed(struct uw_core *c, struct uw_sock *s);
 
 /* ---- batches: what a flush hands to a backend (core/batch.c) ----------- */
 
@@ -695,6 +718,17 @@ struct uw_scratch {
 	uint32_t gen;
 };
 
+/* A socket as the stats' socket_list shows it (core/socklist.c). */
+struct uw_sock_rec {
+	int fd;
+	uint32_t id;
+	uint32_t flags;
+	uint8_t why;
+	uint64_t queued, direct;
+};
+
+#define UW_SOCKLIST_CLOSED	16	/* the last sockets closed */
+
 struct uw_core {
 	struct uw_config cfg;
 	const struct uw_sys *sys;
@@ -702,6 +736,9 @@ struct uw_core {
 	struct uw_stats stats;
 	struct uw_fdtable fds;
 
+	pthread_mutex_t socklist_lock;	/* closed[], nclosed */
+	struct uw_sock_rec closed[UW_SOCKLIST_CLOSED];
+	uint64_t nclosed;
 	pthread_mutex_t qlock;		/* the active stage, sock->queued */
 	pthread_mutex_t flock;		/* one flush at a time, owns the other stage */
 	pthread_cond_t wake;		/* flusher sleeps here (qlock) */

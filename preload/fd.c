@@ -313,7 +313,7 @@ UW_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
 	uw_core_flush_sock(&uw_core, s, UW_FLUSH_BARRIER);
 	r = real.connect(fd, sa, len);
 	uw_sync_peer(s);
-	uw_sock_set(s, UW_SOCK_SYNC);	/* a new peer: its first send the kernel's */
+	uw_sock_go_direct(s, UW_DIRECT_FIRST);	/* a new peer: its first send the kernel's */
 	atomic_fetch_add_explicit(&s->opt_gen, 1, memory_order_release);
 	uw_core_sock_forget_flows(&uw_core, s);	/* rules follow the new peer */
 	return r;

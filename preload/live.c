@@ -101,7 +101,7 @@ static struct uw_stats_segment *seg_create(void)
 static void seg_write(void)
 {
 	char json[sizeof(seg->json)];
-	int n = uw_stats_json(&uw_core.stats, uw_core.cfg.backend, json, sizeof(json));
+	int n = uw_stats_full_json(json, sizeof(json));
 	uint64_t seq = atomic_load_explicit((_Atomic uint64_t *)&seg->seq, memory_order_relaxed);
 
 	if (n < 0)

@@ -96,6 +96,8 @@ static inline ssize_t uw_ret(ssize_t rc, int saved_errno)
 }
 
 void uw_sync_peer(struct uw_sock *s);
+/* The stats JSON with the socket list (preload/process.c). */
+int uw_stats_full_json(char *buf, size_t len);
 int uw_metrics_from_user(int opt, const void *val, socklen_t len, struct uw_metrics *m);
 void uw_fd_closing(int fd);
 void uw_fd_dup(int oldfd, int newfd);

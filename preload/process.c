@@ -126,14 +126,33 @@ static int replace_file(const char *path, const char *json, size_t n)
 	return 0;
 }
 
+/* uw_stats_json with the socket list spliced in before its last brace, as
+ * much of the list as fits (none if nothing does). */
+int uw_stats_full_json(char *buf, size_t len)
+{
+	int n = uw_stats_json(&uw_core.stats, uw_core.cfg.backend, buf, len), w;
+
+	if (n < 2 || buf[n - 2] != '}' || buf[n - 1] != '\n' || len - (size_t)n < 8)
+		return n;
+	memcpy(buf + n - 2, ", ", 2);
+	w = uw_socklist_json(&uw_core, buf + n, len - (size_t)n - 3);
+	if (!w) {
+		memcpy(buf + n - 2, "}\n", 2);
+		return n;
+	}
+	n += w;
+	memcpy(buf + n, "}\n", 3);	/* and the NUL */
+	return n + 2;
+}
+
 static void write_stats(void)
 {
-	char json[4096], path[PATH_MAX];
+	char json[8192], path[PATH_MAX];
 	int n, err, saved = errno;
 
 	if (!uw_core.cfg.stats_path[0])
 		return;
-	n = uw_stats_json(&uw_core.stats, uw_core.cfg.backend, json, sizeof(json));
+	n = uw_stats_full_json(json, sizeof(json));
 	if (n < 0)
 		goto out;
 	if (!strcmp(uw_core.cfg.stats_path, "stderr")) {
@@ -332,7 +351,7 @@ UW_EXPORT int uw_get_stats(char *buf, size_t len)
 		errno = ENODEV;
 		return -1;
 	}
-	n = uw_stats_json(&uw_core.stats, uw_core.cfg.backend, buf, len);
+	n = uw_stats_full_json(buf, len);
 	if (n < 0) {
 		errno = -n;
 		return -1;
