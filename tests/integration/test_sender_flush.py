@@ -77,7 +77,9 @@ def run_sender(tmp_path, how):
     rx.bind(("127.0.0.1", 0))
     rx.settimeout(0.5)
     stats = tmp_path / f"stats-{how}.json"
-    env = child_env(True, {"UDPWEAVE_STATS": str(stats)})
+    # a 10 ms delay: a 1 ms sleep that overshoots by a few ms on a loaded
+    # machine still ends before the queue is due, as the test means it to
+    env = child_env(True, {"UDPWEAVE_STATS": str(stats), "UDPWEAVE_MAX_DELAY_US": "10000"})
     r = run([PY, "-c", SENDER, how, rx.getsockname()[1], BURSTS, BURST], extra_env=env,
             timeout=60)
     assert r.rc == 0, r.describe()
@@ -106,8 +108,8 @@ def test_a_sleeping_sender_flushes_its_own_queue(tmp_path, how):
     ctx = json.dumps({k: st[k] for k in ("batches", "flushes_by_reason", "flushes_by_sender",
                                          "flushes_by_flush_thread", "flush_thread_signals",
                                          "gso_segments", "sync_calls")})
-    # queued at all (bursts of 4 within the 2 ms default are GSO runs)
-    assert batches >= BURSTS // 4 and st["gso_segments"] >= BURSTS, ctx
+    # queued at all (a stage of some 7 bursts of 4: GSO runs)
+    assert batches >= BURSTS // 20 and st["gso_segments"] >= BURSTS, ctx
     assert by_sleep >= 0.8 * batches, ctx
     assert st["flushes_by_sender"] >= 0.8 * batches, ctx
     assert st["flush_thread_signals"] <= 0.05 * batches + 3, ctx
