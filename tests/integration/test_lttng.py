@@ -175,7 +175,10 @@ def test_event_counts_match_the_stats(sessiond, tmp_path):
     assert counts["fallback"] == st["fallbacks_gso"] + st["gso_split_mtu"]
     assert any(f'dest = "127.0.0.1:{port}", len = 1316' in e for e in events)
     assert any("err = 111" in e for e in events)     # ECONNREFUSED
-    assert any('reason = "deadline"' in e or 'reason = "exit"' in e for e in events)
+    # each flush event's reason, as many as the stats count for it
+    for why, n in st["flushes_by_reason"].items():
+        got = sum(f'reason = "{why}"' in e for e in events if " udpweave:flush:" in e)
+        assert got == n, (why, got, st["flushes_by_reason"])
 
 
 def test_no_session_no_events_and_same_delivery(sessiond, tmp_path):

@@ -10,7 +10,9 @@
  *   signal-SIG [COUNT]                SIG: term int hup quit usr1 alrm pipe
  *                                     abrt segv; COUNT datagrams (500) first
  *   fork-kill [COUNT] [DELAY_MS]      forked child sends, SIGKILL after DELAY
- *   exit-in-handler [N] [exit|_exit]  SIGALRM handler leaves a send loop
+ *   exit-in-handler [N] [exit|_exit] [MS]
+ *                                     SIGALRM handler leaves a send loop; a
+ *                                     child not gone in MS (2000) hangs
  *   fork-signal-send [N]              a SIGALRM handler sends while the
  *                                     program forks in a loop
  *   fd-reuse [N] [CLOSE] [TARGET]     CLOSE: sys_close closefrom close_range
@@ -613,7 +615,7 @@ static __attribute__((noreturn)) int child_exit_handler(const char *how, long us
 
 /* N children at once (a hang costs its 2 s only once), interrupted after
  * 1..5 ms of sending. */
-static int case_exit_in_handler(int runs, const char *how)
+static int case_exit_in_handler(int runs, const char *how, int ms)
 {
 	int rx = udp_rx(1 << 16), i, hangs = 0, exited = 0, other = 0;
 	char port[24], usec[64][24];
@@ -629,7 +631,7 @@ static int case_exit_in_handler(int runs, const char *how)
 		itoa_arg(usec[i], 1000 + 1000 * (i % 5));
 		spawn(&c[i], 0, args);
 	}
-	deadline = now_us() + 2000000;
+	deadline = now_us() + (uint64_t)ms * 1000;
 	for (i = 0; i < runs; i++) {
 		reap(&c[i], deadline, NULL, 0);
 		if (c[i].hung)
@@ -1105,7 +1107,8 @@ int main(int argc, char **argv)
 	if (!strcmp(c, "fork-kill"))
 		return case_fork_kill(arg(argc, argv, 2, 500), arg(argc, argv, 3, 50));
 	if (!strcmp(c, "exit-in-handler"))
-		return case_exit_in_handler(arg(argc, argv, 2, 20), sarg(argc, argv, 3, "_exit"));
+		return case_exit_in_handler(arg(argc, argv, 2, 20), sarg(argc, argv, 3, "_exit"),
+					    arg(argc, argv, 4, 2000));
 	if (!strcmp(c, "fork-signal-send"))
 		return case_fork_signal(arg(argc, argv, 2, 8));
 	if (!strcmp(c, "fd-reuse"))
