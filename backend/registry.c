@@ -8,6 +8,7 @@ static const struct uw_backend_ops *const uw_backends[] = {
 	&uw_backend_mmsg,
 	&uw_backend_packet,
 	&uw_backend_uring,
+	&uw_backend_auto,
 	&uw_backend_passthrough,
 };
 

@@ -666,6 +666,20 @@ static bool judge_backend(const char *name, const struct host *h)
 		line(true, thing, "sendmmsg and UDP GSO work");
 		return true;
 	}
+	if (!strcmp(name, "auto")) {
+		if (!h->sendmmsg) {
+			line(false, thing, "sendmmsg does not work here");
+			return false;
+		}
+		if (!h->io_uring) {
+			line(true, thing, "io_uring_setup fails here: every batch goes by sendmmsg%s",
+			     h->gso ? " with UDP GSO" : ", without UDP GSO");
+			return true;
+		}
+		line(true, thing, "batches of 4 sockets or more in one io_uring submission, smaller "
+		     "ones by sendmmsg%s", h->gso ? " with UDP GSO" : "; warning: without UDP GSO");
+		return true;
+	}
 	if (!strcmp(name, "uring")) {
 		if (!h->io_uring) {
 			line(false, thing, "io_uring_setup fails here: the library would warn and send with mmsg");
@@ -698,7 +712,7 @@ int cmd_check(int argc, char **argv)
 		{ "help",    no_argument,       NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *backend = "mmsg", *lib = NULL, *dest = "192.0.2.1";
+	const char *backend = "auto", *lib = NULL, *dest = "192.0.2.1";
 	struct if_nameindex *ifs;
 	struct host h = { 0 };
 	int c, ret;
@@ -711,7 +725,7 @@ int cmd_check(int argc, char **argv)
 		case 'd': dest = optarg; break;
 		case 'h':
 			fputs(check_usage, stdout);
-			uw_backend_help(stdout, "--backend B", "mmsg");
+			uw_backend_help(stdout, "--backend B", "auto");
 			fputs(check_usage_options, stdout);
 			return UW_EXIT_OK;
 		default:

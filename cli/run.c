@@ -272,7 +272,7 @@ static int parse_run_options(int argc, char **argv, struct run_opts *o)
 	while ((c = getopt_long(argc, argv, "+:h", run_longopts, NULL)) != -1) {
 		if (c == 'h') {
 			fputs(run_usage_head, stdout);
-			uw_backend_help(stdout, "--backend B", "mmsg");
+			uw_backend_help(stdout, "--backend B", "auto");
 			fputs(run_usage, stdout);
 			return UW_EXIT_OK;
 		}

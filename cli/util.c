@@ -14,8 +14,11 @@
 #include "cli.h"
 
 const struct uw_backend_name uw_backend_names[] = {
+	{ .name = "auto", .txtime = true,
+	  .help = "the default: uring for batches of 4 sockets or more, mmsg for\n"
+		  "smaller ones (mmsg for all without io_uring)" },
 	{ .name = "mmsg", .txtime = true,
-	  .help = "sendmmsg(2) batches with UDP GSO runs (the default)" },
+	  .help = "sendmmsg(2) batches with UDP GSO runs" },
 	{ .name = "packet", .txtime = false,
 	  .help = "AF_PACKET TX_RING frames built by the library (needs CAP_NET_RAW;\n"
 		  "falls back to the socket for loopback, broadcast and the like)" },

@@ -12,7 +12,7 @@
 void uw_config_defaults(struct uw_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
-	strcpy(cfg->backend, "mmsg");
+	strcpy(cfg->backend, "auto");
 	cfg->max_delay_us = 2000;
 	cfg->arena_kb = 4096;
 	cfg->log_level = UW_LOG_WARN;
@@ -71,7 +71,7 @@ struct uw_var {
 };
 
 static const struct uw_var uw_vars[] = {
-	{ "BACKEND",      "one of mmsg, packet, uring, passthrough" },
+	{ "BACKEND",      "one of auto, mmsg, packet, uring, passthrough" },
 	{ "MAX_DELAY_US", "microseconds, 0..10000000" },
 	{ "INTERVAL_US",  "microseconds, 1..10000000" },
 	{ "ARENA_KB",     "kilobytes, 256..1048576" },

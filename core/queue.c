@@ -647,18 +647,18 @@ static void drop_gone(struct uw_core *c, struct uw_stage *const *v, size_t n)
  * flushes gains nothing from the queue (no GSO run, no message beside it
  * in its sendmmsg) and pays a flush for each datagram: its sends go to the
  * kernel at their calls again (UW_SOCK_SYNC) until they come fast. With a
- * backend that sends all sockets in one call, the whole batch is what
- * counts: it pays for the flush (the flush thread's wake-up and switch,
- * some 10-20 us here, against ~1.5 us a datagram saved) from
- * UW_CROSS_PAYS datagrams on. Paced flows are the scheduler's. Flush lock
- * held.
+ * backend that sends all sockets in one call, the whole batch counts too:
+ * it pays for the flush (the flush thread's wake-up and switch, some
+ * 10-20 us here, against ~1.5 us a datagram saved) from UW_CROSS_PAYS
+ * datagrams on, whatever the socket's own share. Paced flows are the
+ * scheduler's. Flush lock held.
  */
 #define UW_LONELY_FLUSHES	8u
 
 static void note_lonely(struct uw_core *c, struct uw_stage *const *v, size_t n)
 {
-	uint32_t gen = ++c->lonely_gen, total = 0;
-	bool cross = c->be.ops->cross_socket;
+	uint32_t gen = ++c->lonely_gen, total = 0, nsocks = 0;
+	bool cross;
 
 	for (size_t i = 0; i < n; i++) {
 		for (struct uw_flow *f = v[i]->flows; f; f = f->next) {
@@ -669,11 +669,14 @@ static void note_lonely(struct uw_core *c, struct uw_stage *const *v, size_t n)
 			if (s->lonely_gen != gen) {
 				s->lonely_gen = gen;
 				s->flush_dgrams = 0;
+				nsocks++;
 			}
 			s->flush_dgrams += f->rec ? 2 : f->count;	/* paced: never */
 			total += f->count;
 		}
 	}
+	/* one call for all: the backend does that for this many sockets */
+	cross = c->be.ops->cross_socket && nsocks >= c->be.ops->cross_min_socks;
 	for (size_t i = 0; i < n; i++) {
 		for (struct uw_flow *f = v[i]->flows; f; f = f->next) {
 			struct uw_sock *s = f->sock;
@@ -681,7 +684,7 @@ static void note_lonely(struct uw_core *c, struct uw_stage *const *v, size_t n)
 			if (!f->head || s->lonely_done == gen)
 				continue;
 			s->lonely_done = gen;
-			if (cross ? total >= UW_CROSS_PAYS : s->flush_dgrams > 1) {
+			if (s->flush_dgrams > 1 || (cross && total >= UW_CROSS_PAYS)) {
 				s->lonely_run = 0;
 			} else if (++s->lonely_run >= UW_LONELY_FLUSHES) {
 				s->lonely_run = 0;
@@ -1072,17 +1075,15 @@ static ssize_t to_kernel(struct uw_core *c, struct uw_sock *s, int flags)
 /*
  * Whether a synchronous socket's sends come fast enough to queue again:
  * the other side of the lonely rule (note_lonely), with room between the
- * two so that a flow on the edge does not go back and forth. A backend
- * that sends each socket by itself pays from a GSO run of two: sends less
- * than max delay / UW_SYNC_GAP apart. A backend that sends every socket in
- * one call pays from UW_CROSS_PAYS datagrams in a batch, whatever socket
- * they come from: that is judged when the kernel has answered
+ * two so that a flow on the edge does not go back and forth. A socket's
+ * queue pays from a GSO run of two: sends less than max delay /
+ * UW_SYNC_GAP apart. With a backend that sends every socket in one call it
+ * also pays from UW_CROSS_PAYS datagrams in a batch, whatever socket they
+ * come from: that is judged when the kernel has answered
  * (uw_core_sync_done, process_sends_fast), by datagrams, not calls.
  */
 static bool sends_come_fast(struct uw_core *c, uint64_t now, uint64_t last)
 {
-	if (c->be.ops->cross_socket && c->cfg.step_aside)
-		return false;
 	return last && now - last < (uint64_t)c->cfg.max_delay_us * 1000 / UW_SYNC_GAP;
 }
 

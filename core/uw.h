@@ -21,6 +21,47 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+/*
+ * ThreadSanitizer builds: TSan's interceptors of blocking calls (usleep,
+ * nanosleep, poll, recv, ...) ignore every interceptor called inside
+ * them, pthread_mutex_lock included. The library runs inside them (a
+ * flush before a sleep or a read, the application's call having gone
+ * through TSan's interceptor first), so TSan would not see its locks
+ * there and report races on what they protect. The lock operations are
+ * annotated as well, which TSan records even there.
+ */
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+
+static inline int uw_tsan_mutex_lock(pthread_mutex_t *m)
+{
+	int r = pthread_mutex_lock(m);
+
+	if (!r)
+		__tsan_acquire(m);
+	return r;
+}
+
+static inline int uw_tsan_mutex_trylock(pthread_mutex_t *m)
+{
+	int r = pthread_mutex_trylock(m);
+
+	if (!r)
+		__tsan_acquire(m);
+	return r;
+}
+
+static inline int uw_tsan_mutex_unlock(pthread_mutex_t *m)
+{
+	__tsan_release(m);
+	return pthread_mutex_unlock(m);
+}
+
+#define pthread_mutex_lock	uw_tsan_mutex_lock
+#define pthread_mutex_trylock	uw_tsan_mutex_trylock
+#define pthread_mutex_unlock	uw_tsan_mutex_unlock
+#endif
+
 #define UW_MAX_PAYLOAD_V4	65507u	/* 65535 - 20 (IPv4) - 8 (UDP) */
 #define UW_MAX_PAYLOAD_V6	65527u	/* 65535 - 8 (UDP), no jumbograms */
 #define UW_GSO_MAX_SEGS		64u
@@ -521,8 +562,10 @@ struct uw_backend_ops {
 	 * hands the kernel's fq the release of such runs. */
 	bool txtime;
 	/* Sends every socket's runs of a batch in one call (a submission, a
-	 * ring kick): a socket's lone datagram still shares that call. */
+	 * ring kick): a socket's lone datagram still shares that call; from
+	 * cross_min_socks sockets in the batch on (0: 1). */
 	bool cross_socket;
+	uint32_t cross_min_socks;
 };
 
 struct uw_backend {
@@ -538,6 +581,7 @@ extern const struct uw_backend_ops uw_backend_mmsg;
 extern const struct uw_backend_ops uw_backend_passthrough;
 extern const struct uw_backend_ops uw_backend_packet;
 extern const struct uw_backend_ops uw_backend_uring;
+extern const struct uw_backend_ops uw_backend_auto;	/* uring choosing per batch */
 
 /* ---- the queue: staging arena, flows, flush (core/queue.c) ------------- */
 

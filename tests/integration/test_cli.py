@@ -210,7 +210,7 @@ def test_backends_from_one_table():
     accepted by run and check; udpweave(1)'s --backend and udpweave(7)'s
     BACKENDS name every one and refuse none."""
     names = help_backends("run")
-    assert sorted(names) == sorted(["mmsg", "passthrough", "packet", "uring"]), names
+    assert sorted(names) == sorted(["auto", "mmsg", "passthrough", "packet", "uring"]), names
     assert help_backends("check") == names
     para = man_section("udpweave.1", ".BI \\-\\-backend \" B\"")
     sect = man_section("udpweave.7", ".SH BACKENDS")
@@ -259,7 +259,7 @@ def test_run_default_summary(receiver_factory, tmp_path):
     rows = parse_summary(cp.stderr)
     assert rows["datagrams out"][0] == str(sums[0]["sent_total"]), describe(cp)
     assert rows["bytes in"][0] == str(sums[0]["bytes_total"]), describe(cp)
-    assert rows["backend"][0] == "mmsg", describe(cp)
+    assert rows["backend"][0] == "auto", describe(cp)
     assert 0 < int(rows["syscalls"][0]) < sums[0]["sent_total"], describe(cp)
     assert not any((tmp_path / "tmpdir").iterdir()), "the private directory was left behind"
 
@@ -525,7 +525,7 @@ def test_check(tmp_path):
     items = check_lines(cp)
     for thing in ("UDP_SEGMENT", "sendmmsg", "UDP GSO send", "AF_PACKET TX_RING",
                   "CAP_NET_RAW", "io_uring", "SO_TXTIME", "RLIMIT_MEMLOCK", "library",
-                  "backend mmsg"):
+                  "backend auto"):
         assert thing in items, f"no line for {thing!r}\n{describe(cp)}"
     for ifname in before & after:       # other tests may add or remove interfaces
         assert f"GSO via {ifname}" in items, f"no GSO line for {ifname}\n{describe(cp)}"
@@ -535,7 +535,9 @@ def test_check(tmp_path):
     assert items["UDP GSO send"][0] == "OK", describe(cp)
     assert items["GSO via lo"][0] == "OK", describe(cp)
     assert items["sendmmsg"][0] == "OK", describe(cp)
-    assert items["backend mmsg"][0] == "OK", describe(cp)
+    assert items["backend auto"][0] == "OK", describe(cp)
+    assert ("io_uring submission" in items["backend auto"][1]) == \
+        (items["io_uring"][0] == "OK"), describe(cp)
     if os.geteuid() == 0:
         assert items["CAP_NET_RAW"][0] == "OK", describe(cp)
         assert items["AF_PACKET TX_RING"][0] == "OK", describe(cp)
@@ -544,7 +546,8 @@ def test_check(tmp_path):
 
     uring = 0 if items["io_uring"][0] == "OK" else 1
     packet = 0 if items["AF_PACKET TX_RING"][0] == "OK" and items["CAP_NET_RAW"][0] == "OK" else 1
-    for backend, status in (("passthrough", 0), ("packet", packet), ("uring", uring)):
+    for backend, status in (("passthrough", 0), ("packet", packet), ("uring", uring),
+                            ("mmsg", 0)):
         c = cli(["check", "--lib", SHIM_LIB, "--backend", backend])
         assert c.returncode == status, describe(c)
         verdict = check_lines(c)[f"backend {backend}"]
@@ -653,7 +656,7 @@ def test_stats_live(receiver_factory, procs, tmp_path):
     assert int(rows["datagrams in"][0]) > a["datagrams_in"], (
         f"counters did not grow: {a['datagrams_in']} -> {rows['datagrams in'][0]}")
     assert int(rows["datagrams out"][0]) > a["datagrams_out"], describe(human)
-    assert rows["backend"][0] == "mmsg", describe(human)
+    assert rows["backend"][0] == "auto", describe(human)
 
     w = procs.popen([udpweave(), "stats", "--watch", str(pid)], env=cli_env(),
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -16,7 +16,7 @@ static void defaults_without_variables(void **state)
 
 	(void)state;
 	assert_int_equal(parse(env), 0);
-	assert_string_equal(cfg.backend, "mmsg");
+	assert_string_equal(cfg.backend, "auto");
 	assert_int_equal(cfg.max_delay_us, 2000);
 	assert_int_equal(cfg.interval_us, 0);
 	assert_int_equal(cfg.arena_kb, 4096);
