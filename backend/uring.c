@@ -38,15 +38,18 @@
  * kernel.io_uring_disabled sysctl, a seccomp filter) one warning line, and
  * the mmsg backend sends.
  *
+ * A forked child drops the parent's ring (its own copy of the mappings
+ * and of the fd: the parent's ring is untouched) and makes its own at its
+ * first flush.
+ *
  * The auto backend (the default) is this one choosing per batch: a batch
  * of UR_PICK_SOCKS sockets or more goes in one submission, where sendmmsg
  * would make a call per socket; a batch of fewer goes by sendmmsg, which
- * costs less than a submission and its reaping for one socket's GSO runs
- * (bench/results/uring.md: 0.95-0.81x the mmsg CPU for one socket's runs
- * of 8-16, 0.70x for 100 sockets of one datagram each). Without io_uring
- * it is the mmsg backend, with one info line. A forked child drops the parent's ring (its own
- * copy of the mappings and of the fd: the parent's ring is untouched) and
- * makes its own at its first flush.
+ * one socket's runs do not need a submission and its reaping for
+ * (bench/results/uring.md, one socket to 100 destinations: uring 1.24x the
+ * mmsg CPU with runs of 8, 0.95x with runs of 16; 100 sockets of one
+ * datagram each: 0.70x). Without io_uring at its start it is the mmsg
+ * backend itself, with one info line.
  */
 #include <errno.h>
 #include <liburing.h>
@@ -732,7 +735,18 @@ static int uring_open(struct uw_backend *be, const struct uw_config *cfg)
 
 static int auto_open(struct uw_backend *be, const struct uw_config *cfg)
 {
-	return open_as(be, cfg, true);
+	struct uring_priv *p;
+	int err = open_as(be, cfg, true);
+
+	if (err)
+		return err;
+	p = be->priv;
+	if (p->unavailable) {
+		/* the mmsg backend, not a cross-socket one: it steps aside so */
+		*be = p->mmsg;
+		free(p);
+	}
+	return 0;
 }
 
 static int uring_send_batch(struct uw_backend *be, struct uw_batch *b)

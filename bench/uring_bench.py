@@ -22,7 +22,8 @@ Workloads (bench/udp_blast to 100 destinations: 10 addresses x 10 ports):
   (A run of 1316-byte datagrams goes zero-copy only up to 13 segments: the
   pages of one zero-copy send must fit the 17 fragments of an skb.)
 
-Variants: baseline (no library), mmsg, uring (UDPWEAVE_BACKEND), uring-zc
+Variants: baseline (no library), mmsg, auto (the default), uring
+(UDPWEAVE_BACKEND), uring-zc
 (uring with UDPWEAVE_URING_ZC_BYTES=1: every message that fits one skb's
 fragments goes zero-copy from the registered arena), and for conn100
 hand-uring: udp_blast's own io_uring sender (--mode uring-conn, no
@@ -54,17 +55,18 @@ VARIANTS = {
     'baseline': None,
     'hand-uring': None,     # udp_blast --mode uring-conn: no library
     'mmsg':     {'UDPWEAVE_BACKEND': 'mmsg'},
+    'auto':     {'UDPWEAVE_BACKEND': 'auto'},   # the default
     'uring':    {'UDPWEAVE_BACKEND': 'uring'},
     'uring-zc': {'UDPWEAVE_BACKEND': 'uring', 'UDPWEAVE_URING_ZC_BYTES': '1'},
 }
 
 CONFIGS = {
     'conn100':       {'mode': 'connected-send', 'size': 1316, 'flush_every': DESTS,
-                      'count': 200000, 'variants': ['baseline', 'hand-uring', 'mmsg', 'uring']},
+                      'count': 200000, 'variants': ['baseline', 'hand-uring', 'mmsg', 'auto', 'uring']},
     'conn100-paced': {'mode': 'connected-send', 'size': 1316, 'rate': 50000,
-                      'count': 100000, 'variants': ['baseline', 'mmsg', 'uring']},
+                      'count': 100000, 'variants': ['baseline', 'mmsg', 'auto', 'uring']},
     'gso16':         {'mode': 'sendto', 'size': 1316, 'flush_every': 16 * DESTS,
-                      'count': 320000, 'variants': ['baseline', 'mmsg', 'uring']},
+                      'count': 320000, 'variants': ['baseline', 'mmsg', 'auto', 'uring']},
     'zc8':           {'mode': 'sendto', 'size': 1316, 'flush_every': 8 * DESTS,
                       'count': 160000, 'variants': ['mmsg', 'uring', 'uring-zc']},
     'zc12':          {'mode': 'sendto', 'size': 1316, 'flush_every': 12 * DESTS,
@@ -276,7 +278,8 @@ def plot(sec, path_png):
         return False
     names = [n for n in sec['config']['configs'] if sec['summary'].get(n)]
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.4), squeeze=False)
-    colors = {'baseline': '#888', 'hand-uring': '#bbb', 'mmsg': '#2a7', 'uring': '#27a',
+    colors = {'baseline': '#888', 'hand-uring': '#bbb', 'mmsg': '#2a7', 'auto': '#7a2',
+              'uring': '#27a',
               'uring-zc': '#a72'}
     for ax, n in zip(axes[0], names):
         rows = [r for r in sec['summary'][n] if r['cpu_us_per_dgram'] is not None]

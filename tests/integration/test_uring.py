@@ -152,6 +152,34 @@ def test_without_io_uring_one_warning_and_mmsg_sends(receiver_factory, tmp_path,
     assert st["datagrams_out"] == sums[0]["sent_total"], st
 
 
+def test_auto_without_io_uring_is_mmsg_quietly(receiver_factory, tmp_path):
+    """The default backend (auto) where io_uring_setup is refused: no line
+    on stderr at the default log level (nobody asked for io_uring), and the
+    mmsg backend itself in its place, not io_uring's fallback to it: no
+    batch counted as a fallback (batches of 8 sockets, each sending every
+    0.4 ms), all delivered."""
+    require_shim()
+    rx = receiver_factory(binds=["127.0.0.1:0"] * 8)
+    args = [tool("uw_noring"), "ENOSYS", "/usr/bin/env", f"LD_PRELOAD={PRELOAD}",
+            f"UDPWEAVE_STATS={tmp_path / 'stats-%p.json'}",
+            tool("uw_sender"), "--mode", "send", "--connected", "--count", 500,
+            "--rate-pps", 20000, "--sizes", "1316"]
+    for a in rx.addrs():
+        args += ["--dest", a]
+    r = run(args)
+    if r.rc == 77:
+        pytest.skip(f"uw_noring cannot install its seccomp filter: {r.stderr.strip()}")
+    sums = sender_summaries(r)
+    report = rx.finish()
+    assert_delivered(report, sums, r.describe(), ports=rx.ports, sizes=[1316])
+    assert udpweave_lines(r.stderr) == [], r.describe()
+    st = one_stats(tmp_path, r.describe())
+    u = st["backend_counters"]["uring"]
+    assert st["backend"] == "auto" and u["io_uring_enter_calls"] == 0, st
+    assert u["mmsg_batches"] == 0 and st["batches"] > 0, st
+    assert st["backend_counters"]["mmsg"]["sendmmsg_calls"] == st["syscalls"], st
+
+
 # --------------------------------------------------------------------------
 # EAGAIN and ENOBUFS
 
