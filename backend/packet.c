@@ -206,6 +206,7 @@ static void close_rings(struct pkt_priv *p, bool child)
 				usleep(1000);
 			pr->open = atomic_load_explicit(&pr->setup, memory_order_acquire) ==
 				   UW_RING_READY;
+			uw_tsan_acquire(&pr->setup);
 		}
 		if (pr->open)
 			uw_ring_close(&pr->r);
@@ -283,6 +284,7 @@ static void *ring_opener(void *arg)
 	struct pkt_ring *pr = arg;
 	bool ok = open_ring_now(pr);
 
+	uw_tsan_release(&pr->setup);
 	atomic_store_explicit(&pr->setup, ok ? UW_RING_READY : UW_RING_REFUSED,
 			      memory_order_release);
 	return NULL;
@@ -318,6 +320,7 @@ static void ring_settle(struct pkt_ring *pr, struct uw_stats *st)
 	state = atomic_load_explicit(&pr->setup, memory_order_acquire);
 	if (state == UW_RING_OPENING)
 		return;
+	uw_tsan_acquire(&pr->setup);	/* a flush before a sleep: core/uw.h */
 	pr->opening = false;
 	if (state == UW_RING_REFUSED) {
 		pr->failed = true;

@@ -60,6 +60,13 @@ static inline int uw_tsan_mutex_unlock(pthread_mutex_t *m)
 #define pthread_mutex_lock	uw_tsan_mutex_lock
 #define pthread_mutex_trylock	uw_tsan_mutex_trylock
 #define pthread_mutex_unlock	uw_tsan_mutex_unlock
+/* The same for a publication by an atomic store-release / load-acquire
+ * pair, whose atomics TSan ignores there too. */
+#define uw_tsan_release(p)	__tsan_release((void *)(p))
+#define uw_tsan_acquire(p)	__tsan_acquire((void *)(p))
+#else
+#define uw_tsan_release(p)	((void)0)
+#define uw_tsan_acquire(p)	((void)0)
 #endif
 
 #define UW_MAX_PAYLOAD_V4	65507u	/* 65535 - 20 (IPv4) - 8 (UDP) */
