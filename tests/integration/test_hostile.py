@@ -177,7 +177,8 @@ def test_nonblock_eagain(shim):
     problems = []
     if kernel["eagain"] and not got["eagain"]:
         problems.append(f"no EAGAIN ({got['accepted']} of {got['count']} accepted)")
-    if got["longest_us"] > 10_000:
+    # a sanitizer's runtime stops a thread now and then for itself
+    if got["longest_us"] > (50_000 if SANITIZER else 10_000):
         problems.append(f"one send call took {got['longest_us']} us")
     if got["accepted"] > 3 * kernel["accepted"] + 8:
         problems.append(f"accepted {got['accepted']}, the kernel {kernel['accepted']}")
