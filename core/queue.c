@@ -133,7 +133,7 @@ void uw_core_sync_done(struct uw_core *c, struct uw_sock *s, long datagrams, lon
 	if (atomic_load_explicit(&s->sync_fast, memory_order_relaxed) &&
 	    last - atomic_load_explicit(&s->sync_err_ns, memory_order_relaxed) >= UW_SYNC_HOLD_NS)
 		uw_sock_clear(s, UW_SOCK_SYNC);
-	atomic_fetch_add_explicit(&s->n_direct, (uint64_t)datagrams, memory_order_relaxed);
+	uw_stat_add(&s->n_direct, (uint64_t)datagrams);
 	uw_stat_add(&c->stats.sync_datagrams, (uint64_t)datagrams);
 	uw_stat_add(&c->stats.sync_bytes, (uint64_t)bytes);
 	uw_stat_add(&c->stats.datagrams_in, (uint64_t)datagrams);
@@ -1009,7 +1009,7 @@ static void count_enqueued(struct uw_core *c, struct uw_sock *s, struct uw_flowr
 {
 	s->queued++;
 	s->qbytes += len;
-	atomic_fetch_add_explicit(&s->n_queued, 1, memory_order_relaxed);
+	uw_stat_add_locked(&s->n_queued, 1);
 	if (rec)
 		rec->queued++;
 	uw_stat_add_locked(&c->queued_total, 1);

@@ -62,7 +62,7 @@ static const char *mode_of(const struct uw_core *c, const struct uw_sock_rec *r)
 		/* still direct after its first sends: they never came fast */
 		if (r->why == UW_DIRECT_FIRST && r->direct > 1)
 			return "direct-slow";
-		return r->why < 3 ? why[r->why] : "direct";
+		return r->why < UW_ARRAY_SIZE(why) ? why[r->why] : "direct";
 	}
 	return "queued";
 }

@@ -293,7 +293,8 @@ struct uw_sock {
 	_Atomic uint32_t sends_since_read;	/* UW_SOCK_INTERACTIVE */
 	_Atomic bool sync_fast;		/* that one came soon after the one before */
 	_Atomic uint8_t direct_why;	/* enum uw_direct_why: why UW_SOCK_SYNC */
-	/* its datagrams so far: queued, and handed to the kernel at its calls */
+	/* its datagrams so far: queued (written under qlock), and handed to
+	 * the kernel at its calls (any thread) */
 	_Atomic uint64_t n_queued, n_direct;
 	/* held datagrams (core/held.c): the list, its drainer (hold_lock);
 	 * the core's list of sockets with some (uw_core.held_lock) */
