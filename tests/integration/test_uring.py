@@ -117,6 +117,24 @@ def one_stats(tmp_path, context):
 # --------------------------------------------------------------------------
 # no io_uring
 
+def noring_run(rx, tmp_path, errno_name, env, sender_args, sizes):
+    """uw_sender under the library with io_uring_setup refused (errno_name)
+    by uw_noring's seccomp filter, to every address of rx; returns the run,
+    the sender's summaries and the receiver's report, delivery checked."""
+    args = [tool("uw_noring"), errno_name, "/usr/bin/env", f"LD_PRELOAD={PRELOAD}", *env,
+            f"UDPWEAVE_STATS={tmp_path / 'stats-%p.json'}", tool("uw_sender"), *sender_args,
+            "--sizes", ",".join(map(str, sizes))]
+    for a in rx.addrs():
+        args += ["--dest", a]
+    r = run(args)
+    if r.rc == 77:
+        pytest.skip(f"uw_noring cannot install its seccomp filter: {r.stderr.strip()}")
+    sums = sender_summaries(r)
+    report = rx.finish()
+    assert_delivered(report, sums, r.describe(), ports=rx.ports, sizes=sizes)
+    return r, sums, report
+
+
 @pytest.mark.parametrize("errno_name,text", [("ENOSYS", "Function not implemented"),
                                              ("EPERM", "Operation not permitted")])
 def test_without_io_uring_one_warning_and_mmsg_sends(receiver_factory, tmp_path, errno_name,
@@ -127,19 +145,9 @@ def test_without_io_uring_one_warning_and_mmsg_sends(receiver_factory, tmp_path,
     datagram delivered by the mmsg backend, the stats saying so."""
     require_shim()
     rx = receiver_factory(binds=["127.0.0.1:0", "[::1]:0"])
-    args = [tool("uw_noring"), errno_name, "/usr/bin/env", f"LD_PRELOAD={PRELOAD}",
-            "UDPWEAVE_BACKEND=uring", "UDPWEAVE_STEP_ASIDE=0",
-            f"UDPWEAVE_STATS={tmp_path / 'stats-%p.json'}",
-            tool("uw_sender"), "--mode", "mixed", "--count", 500,
-            "--sizes", ",".join(map(str, SIZES))]
-    for a in rx.addrs():
-        args += ["--dest", a]
-    r = run(args)
-    if r.rc == 77:
-        pytest.skip(f"uw_noring cannot install its seccomp filter: {r.stderr.strip()}")
-    sums = sender_summaries(r)
-    report = rx.finish()
-    assert_delivered(report, sums, r.describe(), ports=rx.ports, sizes=SIZES)
+    r, sums, _ = noring_run(rx, tmp_path, errno_name,
+                            ["UDPWEAVE_BACKEND=uring", "UDPWEAVE_STEP_ASIDE=0"],
+                            ["--mode", "mixed", "--count", 500], SIZES)
     lines = udpweave_lines(r.stderr)
     assert len(lines) == 1, f"expected one udpweave line\n{r.describe()}"
     assert "io_uring is not available" in lines[0] and text in lines[0], r.describe()
@@ -160,18 +168,9 @@ def test_auto_without_io_uring_is_mmsg_quietly(receiver_factory, tmp_path):
     0.4 ms), all delivered."""
     require_shim()
     rx = receiver_factory(binds=["127.0.0.1:0"] * 8)
-    args = [tool("uw_noring"), "ENOSYS", "/usr/bin/env", f"LD_PRELOAD={PRELOAD}",
-            f"UDPWEAVE_STATS={tmp_path / 'stats-%p.json'}",
-            tool("uw_sender"), "--mode", "send", "--connected", "--count", 500,
-            "--rate-pps", 20000, "--sizes", "1316"]
-    for a in rx.addrs():
-        args += ["--dest", a]
-    r = run(args)
-    if r.rc == 77:
-        pytest.skip(f"uw_noring cannot install its seccomp filter: {r.stderr.strip()}")
-    sums = sender_summaries(r)
-    report = rx.finish()
-    assert_delivered(report, sums, r.describe(), ports=rx.ports, sizes=[1316])
+    r, sums, _ = noring_run(rx, tmp_path, "ENOSYS", [],
+                            ["--mode", "send", "--connected", "--count", 500,
+                             "--rate-pps", 20000], [1316])
     assert udpweave_lines(r.stderr) == [], r.describe()
     st = one_stats(tmp_path, r.describe())
     u = st["backend_counters"]["uring"]
